@@ -1,0 +1,26 @@
+//! CareBridge's schema, as ordered, append-only, reversible migrations.
+//!
+//! The app's CLI (`carebridge migrate`) and its startup run [`Migrator`]; nothing here runs
+//! while the GraphQL schema is built. Every migration must work on both SQLite (single-node
+//! deployments, tests) and PostgreSQL, so only `sea-query` statements are used, never raw
+//! dialect SQL. Migrations are never edited once released: add a new one instead.
+//!
+//! # Layout
+//!
+//! - [`Migrator`]: the ordered list the CLI applies.
+//! - `m20261123_000001_create_tables`: the initial schema (inbox, normalized entities, event
+//!   log, outbox, admin tables). Its table and column names are mirrored by the `entity` crate.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261123_000001_create_tables;
+
+/// Applies CareBridge's migrations in order; `MigratorTrait::up`/`down` are the entry points.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261123_000001_create_tables::Migration)]
+    }
+}

@@ -1,0 +1,174 @@
+//! The HTTP side of webhooks: `POST /webhooks/{source_id}`. The handler only extracts, checks
+//! the request's framing (source, content type), verifies, asks the vendor layer what the body
+//! means and hands the result to the store; every answer is JSON a vendor's delivery log can
+//! show.
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::config::SourceCredential;
+use crate::startup::AppState;
+use crate::store::ingest::{Inbound, Recorded};
+use crate::vendors::{self, Credentials, Unverified, VerifyError, Webhook};
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/webhooks/{source_id}", post(receive))
+}
+
+#[derive(Debug, Deserialize)]
+struct UrlToken {
+    token: Option<String>,
+}
+
+/// What a vendor gets back for a stored delivery.
+#[derive(Debug, Serialize)]
+struct Receipt {
+    /// The inbox id of this delivery.
+    id: i64,
+    status: &'static str,
+    duplicate: bool,
+}
+
+/// Why a delivery was refused; converted to a status code and a JSON message once, here.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("unknown source {0:?}")]
+    UnknownSource(String),
+    #[error("content type {0:?} is not JSON; send application/json")]
+    UnsupportedContentType(String),
+    #[error("{0}")]
+    Unauthorized(VerifyError),
+    #[error("{0}")]
+    Malformed(String),
+    #[error("{reason}")]
+    Rejected { id: i64, reason: String },
+    #[error("storage unavailable; retry later")]
+    StorageUnavailable,
+}
+
+impl IntoResponse for IngestError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            IngestError::UnknownSource(_) => StatusCode::NOT_FOUND,
+            IngestError::UnsupportedContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            IngestError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            IngestError::Malformed(_) | IngestError::Rejected { .. } => StatusCode::BAD_REQUEST,
+            IngestError::StorageUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        let mut body = serde_json::json!({ "error": self.to_string() });
+        if let IngestError::Rejected { id, .. } = &self {
+            body["id"] = (*id).into();
+            body["status"] = "REJECTED".into();
+        }
+        (status, Json(body)).into_response()
+    }
+}
+
+#[tracing::instrument(skip_all, fields(source = %source_id, event))]
+async fn receive(
+    State(state): State<AppState>,
+    Path(source_id): Path<String>,
+    Query(url): Query<UrlToken>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Receipt>, IngestError> {
+    let source = state
+        .config
+        .source(&source_id)
+        .ok_or_else(|| IngestError::UnknownSource(source_id.clone()))?;
+    let content_type = json_content_type(&headers)?;
+
+    let credentials = match &source.credential {
+        SourceCredential::HmacSecret(secret) => Credentials::HmacKey(secret.expose().as_bytes()),
+        SourceCredential::UrlToken(token) => Credentials::UrlToken(token.expose()),
+    };
+    let webhook = Webhook::<Unverified>::new(source.vendor, body, url.token);
+    let verified = webhook.verify(credentials).map_err(|error| match error {
+        VerifyError::Malformed(reason) => IngestError::Malformed(reason),
+        other => {
+            tracing::warn!(reason = %other, "webhook refused: verification failed");
+            IngestError::Unauthorized(other)
+        }
+    })?;
+
+    let normalized = vendors::normalize(&verified, &state.mapper_config);
+    if let Ok(delivery) = &normalized {
+        tracing::Span::current().record("event", delivery.event_type.as_deref().unwrap_or("-"));
+    }
+    let inbound = Inbound {
+        source_id: source.id.clone(),
+        vendor: source.vendor,
+        content_type,
+        headers: kept_headers(&headers),
+        webhook: verified,
+        normalized,
+    };
+    match state.ingestor.record(inbound).await {
+        Ok(Recorded::Stored { id, status }) => {
+            tracing::info!(inbox_id = id, status = status.as_str(), "webhook stored");
+            Ok(Json(Receipt {
+                id,
+                status: status.as_str(),
+                duplicate: status.is_duplicate(),
+            }))
+        }
+        Ok(Recorded::Rejected { id, reason }) => {
+            tracing::warn!(inbox_id = id, "webhook rejected: not the vendor's shape");
+            Err(IngestError::Rejected { id, reason })
+        }
+        Err(error) => {
+            tracing::error!(%error, "webhook not stored: storage failed");
+            Err(IngestError::StorageUnavailable)
+        }
+    }
+}
+
+/// Accepts JSON media types, and a missing header (no vendor documents its content type, so a
+/// missing one is not proof of a wrong body); anything else is refused with 415.
+fn json_content_type(headers: &HeaderMap) -> Result<Option<String>, IngestError> {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(None);
+    };
+    let text = value.to_str().unwrap_or("").to_owned();
+    let essence = text
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let is_json = essence == "application/json"
+        || essence == "text/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"));
+    if is_json {
+        Ok(Some(text))
+    } else {
+        Err(IngestError::UnsupportedContentType(text))
+    }
+}
+
+/// Request headers worth keeping for an operator, minus anything that could carry a secret.
+fn kept_headers(headers: &HeaderMap) -> serde_json::Value {
+    const SECRET_HEADERS: [&str; 5] = [
+        "authorization",
+        "cookie",
+        "proxy-authorization",
+        "x-api-key",
+        "x-apitoken",
+    ];
+    let mut kept = serde_json::Map::new();
+    for (name, value) in headers {
+        if SECRET_HEADERS.contains(&name.as_str()) {
+            continue;
+        }
+        if let Ok(value) = value.to_str() {
+            kept.insert(name.as_str().to_owned(), value.into());
+        }
+    }
+    serde_json::Value::Object(kept)
+}

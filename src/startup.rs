@@ -1,0 +1,180 @@
+//! The seam between the binary and the app: `Application::build` turns a validated config into
+//! a bound listener, a migrated database and a router. Tests call it with port 0 and run the
+//! real app in-process; `main.rs` calls it with the configured address.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use sea_orm::DatabaseConnection;
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::store::{self, StoreError};
+
+/// Why the gateway could not start; each message names the problem, never a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot open database {url}: {source}")]
+    Database { url: String, source: StoreError },
+    #[error("cannot migrate database {url}: {source}")]
+    Migrate { url: String, source: StoreError },
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Everything a request handler may need; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: DatabaseConnection,
+    pub config: Arc<Config>,
+    pub schema: crate::graphql::CareBridgeSchema,
+    pub mapper_config: Arc<crate::vendors::MapperConfig>,
+    pub ingestor: Arc<crate::store::ingest::Ingestor>,
+    pub bus: crate::bus::Bus,
+}
+
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl Application {
+    /// Connects and migrates the database, then binds the listener: a config that cannot
+    /// reach its database never opens a port.
+    pub async fn build(config: Config) -> Result<Application, StartupError> {
+        let db = open_database(&config).await?;
+        store::sync_sources(&db, &config)
+            .await
+            .map_err(|source| StartupError::Migrate {
+                url: redact_url(config.database_url.expose()),
+                source,
+            })?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| StartupError::Bind {
+                    address: config.listen,
+                    source,
+                })?;
+        let config = Arc::new(config);
+        let schema = crate::graphql::build(db.clone(), config.clone());
+        let bus = crate::bus::Bus::new();
+        let ingestor = Arc::new(crate::store::ingest::Ingestor::new(db.clone(), bus.clone()));
+        let mapper_config = Arc::new(crate::vendors::MapperConfig {
+            vsee_status_codes: config.vsee_status_codes.clone(),
+        });
+        let state = AppState {
+            db,
+            config,
+            schema,
+            mapper_config,
+            ingestor,
+            bus,
+        };
+        Ok(Application { listener, state })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or(self.state.config.listen)
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting and lets in-flight requests
+    /// finish before returning.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let router = crate::http::router(self.state.clone());
+        axum::serve(self.listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await?;
+        self.state.db.close_by_ref().await.ok();
+        Ok(())
+    }
+}
+
+/// Connects and runs migrations (shared by `serve` and `migrate`).
+pub async fn open_database(config: &Config) -> Result<DatabaseConnection, StartupError> {
+    let url = redact_url(config.database_url.expose());
+    let db = store::connect(config.database_url.expose())
+        .await
+        .map_err(|source| StartupError::Database {
+            url: url.clone(),
+            source,
+        })?;
+    store::migrate(&db)
+        .await
+        .map_err(|source| StartupError::Migrate { url, source })?;
+    Ok(db)
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown requested; finishing in-flight requests");
+}
+
+/// A database URL fit for messages: the password, if any, replaced by `***`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((userinfo, host)) = rest.split_once('@') else {
+        return url.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn passwords_are_redacted_from_database_urls() {
+        assert_eq!(
+            redact_url("postgres://u:pw@db:5432/x"),
+            "postgres://u:***@db:5432/x"
+        );
+        assert_eq!(redact_url("postgres://u@db/x"), "postgres://u@db/x");
+        assert_eq!(
+            redact_url("sqlite://carebridge.db?mode=rwc"),
+            "sqlite://carebridge.db?mode=rwc"
+        );
+    }
+}

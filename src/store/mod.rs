@@ -1,0 +1,111 @@
+//! Persistence over the `entity` crate: connecting (SQLite or PostgreSQL), migrating, and the
+//! transactions that apply normalized changes. Handlers never touch sea-orm directly; they call
+//! the functions here, which keeps every transaction boundary in one place.
+
+pub mod ingest;
+
+use std::time::Duration;
+
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr};
+use sea_orm_migration::MigratorTrait;
+
+use crate::config::{Config, SourceConfig};
+
+/// Errors of the storage layer; callers map `Unavailable` to 503 and never show the text.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] DbErr),
+    #[error("database error: {0}")]
+    Database(#[from] DbErr),
+}
+
+impl StoreError {
+    /// Connection-level failures (server down, pool exhausted) as opposed to bad statements.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Unavailable(_) => true,
+            StoreError::Database(error) => is_connection_error(error),
+        }
+    }
+}
+
+fn is_connection_error(error: &DbErr) -> bool {
+    matches!(error, DbErr::ConnectionAcquire(_) | DbErr::Conn(_))
+}
+
+/// Opens the pool. SQLite gets WAL (readers never block the writer), `synchronous=FULL`
+/// (a 2xx means the webhook survived a power cut, not just a process crash), foreign keys, and a
+/// busy timeout so concurrent writers wait instead of failing.
+pub async fn connect(database_url: &str) -> Result<DatabaseConnection, StoreError> {
+    let mut options = ConnectOptions::new(database_url.to_owned());
+    options
+        .connect_timeout(Duration::from_secs(5))
+        .acquire_timeout(Duration::from_secs(5))
+        .sqlx_logging(false)
+        .map_sqlx_sqlite_opts(|opts| {
+            opts.journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Full)
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(5))
+                .create_if_missing(true)
+        });
+    if database_url.starts_with("sqlite:") {
+        options.max_connections(8).min_connections(1);
+    } else {
+        options.max_connections(16).min_connections(1);
+    }
+    Database::connect(options)
+        .await
+        .map_err(StoreError::Unavailable)
+}
+
+/// Applies every pending migration (append-only; see the `migration` crate).
+pub async fn migrate(db: &DatabaseConnection) -> Result<(), StoreError> {
+    migration::Migrator::up(db, None).await?;
+    Ok(())
+}
+
+/// Whether the database answers a trivial query right now (`/readyz`).
+pub async fn ping(db: &DatabaseConnection) -> Result<(), StoreError> {
+    let statement = match db.get_database_backend() {
+        DbBackend::Postgres => "SELECT 1",
+        _ => "SELECT 1",
+    };
+    db.execute_unprepared(statement)
+        .await
+        .map_err(StoreError::Unavailable)?;
+    Ok(())
+}
+
+/// Makes the `sources` table mirror the config, so inbox rows can reference their source and
+/// GraphQL can list them. Sources removed from the config stay (their history is kept).
+pub async fn sync_sources(db: &DatabaseConnection, config: &Config) -> Result<(), StoreError> {
+    use entity::source;
+    use sea_orm::sea_query::OnConflict;
+    use sea_orm::{EntityTrait, Set};
+
+    if config.sources.is_empty() {
+        return Ok(());
+    }
+    let now = chrono::Utc::now();
+    let rows = config
+        .sources
+        .iter()
+        .map(|SourceConfig { id, vendor, .. }| source::ActiveModel {
+            id: Set(entity::ids::SourceId(id.as_str().to_owned())),
+            vendor: Set(vendor.as_str().to_owned()),
+            created_at: Set(now),
+            last_delivery_at: Set(None),
+        });
+    source::Entity::insert_many(rows)
+        .on_conflict(
+            OnConflict::column(source::Column::Id)
+                .update_column(source::Column::Vendor)
+                .to_owned(),
+        )
+        .exec(db)
+        .await?;
+    Ok(())
+}

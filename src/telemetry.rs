@@ -1,0 +1,36 @@
+//! Logging setup. Logs are structured (`json` for machines, `pretty` for people) and carry the
+//! request id of the request they belong to. What goes into a log line is decided at the call
+//! site: ids, counts, outcomes and durations, never names, phones, emails, messages or bodies.
+
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+/// Installs the global subscriber; `RUST_LOG` overrides the default `info` filter.
+pub fn init<W>(format: LogFormat, writer: W)
+where
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,sea_orm=warn,hyper=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer);
+    let installed = match format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .try_init(),
+        LogFormat::Pretty => builder.try_init(),
+    };
+    if let Err(error) = installed {
+        // A subscriber already exists (tests install one per binary); keep it.
+        eprintln!("logging already initialised: {error}");
+    }
+}

@@ -1,0 +1,9 @@
+//! The one integration-test binary: the real app on port 0, real HTTP clients, an isolated
+//! database per test (a temp SQLite file, or a PostgreSQL database cloned from a migrated
+//! template when `TEST_DATABASE_URL` is set). The same tests run on both backends.
+
+mod helpers;
+
+mod graphql_basics;
+mod health;
+mod lifecycle;
