@@ -6,7 +6,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{Config, EnvOverrides, Mode};
+use crate::config::{Config, EnvOverrides, Mode, SourceConfig, SourceCredential};
+use crate::domain::Vendor;
 use crate::startup::{self, Application};
 use crate::telemetry::{self, LogFormat};
 
@@ -41,6 +42,20 @@ pub enum Command {
     Migrate,
     /// Print the GraphQL schema (SDL).
     Schema,
+    /// Post fixture files to a running gateway, signed (Chup) or tokenized as the vendor would,
+    /// using the credentials of the configured sources. For demos and load tests.
+    Replay {
+        /// Base URL of the gateway, e.g. http://127.0.0.1:8080
+        #[arg(long)]
+        to: String,
+        /// Source id to post to; by default the first source of the vendor named by each file's
+        /// directory (fixtures/<vendor>/…).
+        #[arg(long)]
+        source: Option<String>,
+        /// JSON files (vendor payloads; Chup files unsigned).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 /// Runs the parsed command; every failure is one line on stderr and a non-zero exit.
@@ -51,6 +66,9 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Schema => {
             print!("{}", crate::graphql::sdl());
             Ok(())
+        }
+        Command::Replay { to, source, files } => {
+            replay(cli.config, &to, source.as_deref(), &files).await
         }
     };
     match result {
@@ -102,4 +120,86 @@ async fn migrate(config_path: Option<PathBuf>, log_format: LogFormat) -> Result<
         startup::redact_url(config.database_url.expose())
     );
     Ok(())
+}
+
+/// Posts each file in order and prints one line per answer; fails if any was not 2xx.
+async fn replay(
+    config_path: Option<PathBuf>,
+    base_url: &str,
+    source: Option<&str>,
+    files: &[PathBuf],
+) -> Result<(), String> {
+    let config = load_config(config_path)?;
+    let client = reqwest::Client::new();
+    let mut failures = 0;
+    for file in files {
+        let body =
+            std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+        let target = replay_source(&config, source, file)?;
+        let (url, body) = replay_request(base_url, target, body);
+        let response = client
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| format!("cannot reach {base_url}: {e}"))?;
+        let status = response.status();
+        let answer = response.text().await.unwrap_or_default();
+        println!(
+            "{} {} {} {}",
+            status.as_u16(),
+            target.id,
+            file.display(),
+            answer.trim()
+        );
+        if !status.is_success() {
+            failures += 1;
+        }
+    }
+    if failures == 0 {
+        Ok(())
+    } else {
+        Err(format!("{failures} of {} deliveries failed", files.len()))
+    }
+}
+
+fn replay_source<'a>(
+    config: &'a Config,
+    source: Option<&str>,
+    file: &std::path::Path,
+) -> Result<&'a SourceConfig, String> {
+    if let Some(id) = source {
+        return config
+            .source(id)
+            .ok_or_else(|| format!("no source {id:?} in the configuration"));
+    }
+    let vendor = file
+        .parent()
+        .and_then(|dir| dir.file_name())
+        .and_then(|name| name.to_str())
+        .and_then(Vendor::parse)
+        .ok_or_else(|| {
+            format!(
+                "{}: give --source, or keep the file in a directory named after its vendor",
+                file.display()
+            )
+        })?;
+    config
+        .sources
+        .iter()
+        .find(|s| s.vendor == vendor)
+        .ok_or_else(|| format!("no {vendor} source in the configuration"))
+}
+
+/// The URL and body a vendor would send: Chup signs the body, the others carry the token.
+fn replay_request(base_url: &str, source: &SourceConfig, body: Vec<u8>) -> (String, Vec<u8>) {
+    let url = format!("{}/webhooks/{}", base_url.trim_end_matches('/'), source.id);
+    match &source.credential {
+        SourceCredential::HmacSecret(secret) => (
+            url,
+            crate::vendors::chup::sign_chup(&body, secret.expose().as_bytes()),
+        ),
+        SourceCredential::UrlToken(token) => (format!("{url}?token={}", token.expose()), body),
+    }
 }

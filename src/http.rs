@@ -22,7 +22,8 @@ use crate::store;
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 pub fn router(state: AppState) -> Router {
-    let limits = state.config.limits.clone();
+    let max_body_bytes = state.config.limits.max_body_bytes;
+    let timeout = Duration::from_secs(state.config.limits.request_timeout_secs);
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -30,10 +31,13 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::ingest::router())
         .fallback(not_found)
         .with_state(state)
-        .layer(RequestBodyLimitLayer::new(limits.max_body_bytes))
+        .layer(RequestBodyLimitLayer::new(max_body_bytes))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
-            Duration::from_secs(limits.request_timeout_secs),
+            timeout,
+        ))
+        .layer(axum::middleware::map_response(
+            move |response: Response| async move { json_framing_errors(response, max_body_bytes) },
         ))
         // Outermost last: the id is set first, then the span that every log line inherits.
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
@@ -70,6 +74,26 @@ async fn readyz(State(state): State<AppState>) -> Response {
             tracing::warn!(%error, "readiness check failed");
             error_response(StatusCode::SERVICE_UNAVAILABLE, "database unreachable")
         }
+    }
+}
+
+/// The body-limit and timeout layers answer in plain text; every error the gateway sends is
+/// JSON, so those answers are rewritten here with a message naming the limit.
+fn json_framing_errors(response: Response, max_body_bytes: usize) -> Response {
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes().starts_with(b"application/json"));
+    match response.status() {
+        StatusCode::PAYLOAD_TOO_LARGE if !is_json => error_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body is over the limit of {max_body_bytes} bytes"),
+        ),
+        StatusCode::REQUEST_TIMEOUT if !is_json => error_response(
+            StatusCode::REQUEST_TIMEOUT,
+            "request took too long and was dropped",
+        ),
+        _ => response,
     }
 }
 

@@ -316,3 +316,59 @@ pub fn free_port() -> u16 {
         .map(|address| address.port())
         .expect("free port")
 }
+
+/// A fixture file's bytes, as stored in `fixtures/<vendor>/<name>.json`.
+pub fn fixture(vendor: &str, name: &str) -> Vec<u8> {
+    let path = format!(
+        "{}/fixtures/{vendor}/{name}.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read(&path).unwrap_or_else(|error| panic!("fixture {path}: {error}"))
+}
+
+/// Posts raw bytes as a vendor would to one of the test config's sources: Chup bodies are
+/// signed with the source's secret, the others get the source's `?token=`.
+pub async fn post_webhook(app: &TestApp, source: &str, body: Vec<u8>) -> reqwest::Response {
+    let (body, token) = match source {
+        "chup-main" => (
+            carebridge::vendors::chup::sign_chup(&body, CHUP_SECRET.as_bytes()),
+            None,
+        ),
+        "vcita-main" => (body, Some(VCITA_TOKEN)),
+        "vsee-main" => (body, Some(VSEE_TOKEN)),
+        "timetap-main" => (body, Some(TIMETAP_TOKEN)),
+        other => panic!("no test source {other}"),
+    };
+    let mut url = app.url(&format!("/webhooks/{source}"));
+    if let Some(token) = token {
+        url.push_str(&format!("?token={token}"));
+    }
+    app.client
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .expect("webhook request")
+}
+
+/// Posts a fixture to the test source of its vendor and returns the JSON answer, asserting 200.
+pub async fn ingest(app: &TestApp, vendor: &str, name: &str) -> serde_json::Value {
+    let response = post_webhook(app, &format!("{vendor}-main"), fixture(vendor, name)).await;
+    let status = response.status();
+    let body: serde_json::Value = response.json().await.expect("JSON answer");
+    assert_eq!(status, 200, "{vendor}/{name}: {body}");
+    body
+}
+
+/// Every fixture name of a vendor directory, sorted.
+pub fn fixture_names(vendor: &str) -> Vec<String> {
+    let dir = format!("{}/fixtures/{vendor}", env!("CARGO_MANIFEST_DIR"));
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .expect("fixture dir")
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter_map(|name| name.strip_suffix(".json").map(str::to_owned))
+        .collect();
+    names.sort();
+    names
+}

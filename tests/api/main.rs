@@ -7,3 +7,4 @@ mod helpers;
 mod graphql_basics;
 mod health;
 mod lifecycle;
+mod webhooks;
