@@ -35,6 +35,8 @@ pub struct AppState {
     pub mapper_config: Arc<crate::vendors::MapperConfig>,
     pub ingestor: Arc<crate::store::ingest::Ingestor>,
     pub bus: crate::bus::Bus,
+    /// Statements run by the pool since start.
+    pub statements: store::StatementCounter,
 }
 
 pub struct Application {
@@ -46,7 +48,8 @@ impl Application {
     /// Connects and migrates the database, then binds the listener: a config that cannot
     /// reach its database never opens a port.
     pub async fn build(config: Config) -> Result<Application, StartupError> {
-        let db = open_database(&config).await?;
+        let statements = store::StatementCounter::default();
+        let db = open_database_counted(&config, &statements).await?;
         store::sync_sources(&db, &config)
             .await
             .map_err(|source| StartupError::Migrate {
@@ -74,6 +77,7 @@ impl Application {
             mapper_config,
             ingestor,
             bus,
+            statements,
         };
         Ok(Application { listener, state })
     }
@@ -105,8 +109,15 @@ impl Application {
 
 /// Connects and runs migrations (shared by `serve` and `migrate`).
 pub async fn open_database(config: &Config) -> Result<DatabaseConnection, StartupError> {
+    open_database_counted(config, &store::StatementCounter::default()).await
+}
+
+async fn open_database_counted(
+    config: &Config,
+    statements: &store::StatementCounter,
+) -> Result<DatabaseConnection, StartupError> {
     let url = redact_url(config.database_url.expose());
-    let db = store::connect(config.database_url.expose())
+    let db = store::connect_counted(config.database_url.expose(), statements)
         .await
         .map_err(|source| StartupError::Database {
             url: url.clone(),

@@ -1,30 +1,53 @@
-//! The GraphQL API: schema construction and the `/graphql` HTTP route. Roots are merged per
-//! area (`query/`, later `mutation/` and `subscription/`); API types live in `types/` and are
-//! converted from entities, never the entities themselves.
+//! The GraphQL API: schema construction (with depth and complexity limits) and `/graphql` over
+//! HTTP per the GraphQL-over-HTTP spec: POST `application/json`, GET for queries only, the
+//! `application/graphql-response+json` media type with 4xx for request errors, plain
+//! `application/json` (always 200) for older clients.
+//!
+//! Every request needs an API key (`Authorization: Bearer …`): none or unknown is 401 with an
+//! `UNAUTHENTICATED` error before anything runs; fields above the key's scopes are `FORBIDDEN`
+//! one by one (see `guard`).
 
+mod connection;
+mod error;
+mod filters;
+mod guard;
+mod ids;
+mod loaders;
 mod query;
 mod types;
 
-use async_graphql::{EmptyMutation, EmptySubscription, Schema};
-use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
-use axum::Router;
-use axum::extract::State;
-use axum::routing::post;
-
 use std::sync::Arc;
 
+use async_graphql::dataloader::DataLoader;
+use async_graphql::{EmptyMutation, EmptySubscription, Schema};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use sea_orm::DatabaseConnection;
 
+use crate::auth::{self, Caller};
 use crate::config::Config;
 use crate::startup::AppState;
 
+pub use error::ApiError;
 pub use query::Query;
 
 pub type CareBridgeSchema = Schema<Query, EmptyMutation, EmptySubscription>;
 
-/// The schema without runtime data: what `carebridge schema` prints and `schema.graphql` holds.
+/// Deep enough for the GraphiQL introspection query (depth 13), too shallow for a query that
+/// walks client → appointments → client … without end.
+pub const MAX_DEPTH: usize = 15;
+/// Connections count `first × child complexity`, so a page of 100 with a few nested fields is
+/// fine and nested pages of 100 are not.
+pub const MAX_COMPLEXITY: usize = 5_000;
+
 pub fn schema_builder() -> async_graphql::SchemaBuilder<Query, EmptyMutation, EmptySubscription> {
     Schema::build(Query::default(), EmptyMutation, EmptySubscription)
+        .limit_depth(MAX_DEPTH)
+        .limit_complexity(MAX_COMPLEXITY)
 }
 
 /// The schema as served: the database and config attached as context data.
@@ -38,9 +61,241 @@ pub fn sdl() -> String {
 }
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/graphql", post(graphql_post))
+    Router::new().route("/graphql", get(graphql_http).post(graphql_http))
 }
 
-async fn graphql_post(State(state): State<AppState>, request: GraphQLRequest) -> GraphQLResponse {
-    state.schema.execute(request.into_inner()).await.into()
+const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
+
+/// Which media type the client accepts for the answer.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    GraphqlResponse,
+    LegacyJson,
+}
+
+impl Answer {
+    /// `None` when the client accepts neither JSON media type (answered 406).
+    fn negotiate(headers: &HeaderMap) -> Option<Answer> {
+        let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
+            return Some(Answer::LegacyJson);
+        };
+        let types: Vec<&str> = accept
+            .split(',')
+            .map(|part| part.split(';').next().unwrap_or("").trim())
+            .collect();
+        if types.contains(&GRAPHQL_RESPONSE) {
+            Some(Answer::GraphqlResponse)
+        } else if types
+            .iter()
+            .any(|t| ["application/json", "*/*", "application/*"].contains(t))
+        {
+            Some(Answer::LegacyJson)
+        } else {
+            None
+        }
+    }
+
+    fn content_type(self) -> HeaderValue {
+        match self {
+            Answer::GraphqlResponse => HeaderValue::from_static(GRAPHQL_RESPONSE),
+            Answer::LegacyJson => HeaderValue::from_static("application/json"),
+        }
+    }
+}
+
+/// A request-level error as a GraphQL response body (`{"errors": [...]}`).
+fn plain_error(answer: Answer, status: StatusCode, message: &str, code: Option<&str>) -> Response {
+    let mut error = serde_json::json!({ "message": message });
+    if let Some(code) = code {
+        error["extensions"] = serde_json::json!({ "code": code });
+    }
+    let body = serde_json::json!({ "errors": [error] }).to_string();
+    ([(header::CONTENT_TYPE, answer.content_type())], body)
+        .into_response()
+        .with_status(status)
+}
+
+trait WithStatus {
+    fn with_status(self, status: StatusCode) -> Response;
+}
+
+impl WithStatus for Response {
+    fn with_status(mut self, status: StatusCode) -> Response {
+        *self.status_mut() = status;
+        self
+    }
+}
+
+async fn graphql_http(
+    State(state): State<AppState>,
+    method: Method,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(answer) = Answer::negotiate(&headers) else {
+        let message = "accept application/graphql-response+json or application/json";
+        return plain_error(
+            Answer::LegacyJson,
+            StatusCode::NOT_ACCEPTABLE,
+            message,
+            None,
+        );
+    };
+    let caller = match authenticate(&state, &headers) {
+        Some(caller) => caller,
+        None => {
+            let message = ApiError::Unauthenticated.message();
+            return plain_error(
+                answer,
+                StatusCode::UNAUTHORIZED,
+                &message,
+                Some("UNAUTHENTICATED"),
+            );
+        }
+    };
+    let request = match parse_request(&method, query.as_deref(), &headers, &body) {
+        Ok(request) => request,
+        Err((status, message)) => {
+            return plain_error(answer, status, &message, Some("BAD_REQUEST"));
+        }
+    };
+    if method == Method::GET && is_mutation(&request) {
+        let mut response = plain_error(
+            answer,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "mutations need POST",
+            Some("BAD_REQUEST"),
+        );
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST"));
+        return response;
+    }
+    let loader = DataLoader::with_cache(
+        loaders::DbLoader {
+            db: state.db.clone(),
+        },
+        tokio::spawn,
+        async_graphql::dataloader::HashMapCache::default(),
+    );
+    let response = state
+        .schema
+        .execute(request.data(caller).data(loader))
+        .await;
+    let status = if answer == Answer::GraphqlResponse
+        && response.data == async_graphql::Value::Null
+        && response.is_err()
+    {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    let body = match serde_json::to_string(&response) {
+        Ok(body) => body,
+        Err(_) => {
+            return plain_error(
+                answer,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "unserializable response",
+                None,
+            );
+        }
+    };
+    ([(header::CONTENT_TYPE, answer.content_type())], body)
+        .into_response()
+        .with_status(status)
+}
+
+/// The caller for a bearer key, if the key is known.
+pub fn authenticate(state: &AppState, headers: &HeaderMap) -> Option<Caller> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    auth::authenticate(&state.config.api_keys, auth::bearer_token(value)?)
+}
+
+/// A GraphQL request from a GET query string or a POST JSON body.
+fn parse_request(
+    method: &Method,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<async_graphql::Request, (StatusCode, String)> {
+    let bad = |message: String| (StatusCode::BAD_REQUEST, message);
+    let request: async_graphql::Request = if method == Method::GET {
+        let params: Vec<(String, String)> = serde_urlencoded::from_str(query.unwrap_or(""))
+            .map_err(|_| bad("malformed query string".into()))?;
+        let param = |name: &str| {
+            params
+                .iter()
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| value.clone())
+        };
+        let mut request = async_graphql::Request::new(
+            param("query").ok_or_else(|| bad("`query` parameter is required".into()))?,
+        );
+        if let Some(name) = param("operationName") {
+            request = request.operation_name(name);
+        }
+        if let Some(variables) = param("variables") {
+            let value: serde_json::Value = serde_json::from_str(&variables)
+                .map_err(|_| bad("`variables` is not JSON".into()))?;
+            if !value.is_object() && !value.is_null() {
+                return Err(bad("`variables` must be a JSON object".into()));
+            }
+            request.variables = async_graphql::Variables::from_json(value);
+        }
+        request
+    } else {
+        let content_type = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let essence = content_type.split(';').next().unwrap_or("").trim();
+        if essence != "application/json" {
+            return Err((
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "send the request as application/json".into(),
+            ));
+        }
+        let value: serde_json::Value =
+            serde_json::from_slice(body).map_err(|_| bad("body is not JSON".into()))?;
+        if !value.get("query").is_some_and(serde_json::Value::is_string) {
+            return Err(bad("`query` must be a string".into()));
+        }
+        for (field, must_be_object) in [
+            ("variables", true),
+            ("extensions", true),
+            ("operationName", false),
+        ] {
+            match value.get(field) {
+                None | Some(serde_json::Value::Null) => {}
+                Some(v) if must_be_object && !v.is_object() => {
+                    return Err(bad(format!("`{field}` must be an object")));
+                }
+                Some(v) if !must_be_object && !v.is_string() => {
+                    return Err(bad(format!("`{field}` must be a string")));
+                }
+                Some(_) => {}
+            }
+        }
+        serde_json::from_value(value).map_err(|_| bad("not a GraphQL request".into()))?
+    };
+    Ok(request)
+}
+
+/// Whether the selected operation is a mutation (GET must not run one).
+fn is_mutation(request: &async_graphql::Request) -> bool {
+    let Ok(document) = async_graphql::parser::parse_query(&request.query) else {
+        return false;
+    };
+    let is_mut = |op: &async_graphql::parser::types::OperationDefinition| {
+        op.ty == async_graphql::parser::types::OperationType::Mutation
+    };
+    match (&document.operations, request.operation_name.as_deref()) {
+        (async_graphql::parser::types::DocumentOperations::Single(op), _) => is_mut(&op.node),
+        (async_graphql::parser::types::DocumentOperations::Multiple(ops), Some(name)) => {
+            ops.get(name).is_some_and(|op| is_mut(&op.node))
+        }
+        (async_graphql::parser::types::DocumentOperations::Multiple(_), None) => false,
+    }
 }

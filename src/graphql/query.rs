@@ -1,23 +1,635 @@
-//! Query root, merged from one object per area.
+//! Query root, merged from one object per area. Resolvers translate arguments into a filtered
+//! `Select` (helpers at the bottom) and hand it to `paginate`; nested data comes from loaders.
 
 use std::sync::Arc;
 
-use async_graphql::{Context, MergedObject, Object};
+use async_graphql::{Context, ID, MergedObject, Object};
+use chrono::NaiveDate;
+use entity::ids::{ClientId, ServiceId, SourceId, StaffId};
+use entity::{
+    alert, appointment, client, domain_event, location, payment, queue_entry, service, source,
+    staff, vcita_subscription, visit, webhook_event,
+};
+use sea_orm::sea_query::{Condition, Expr, Func};
+use sea_orm::{
+    ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select,
+};
 
-use super::types::Source;
+use super::connection::{PageArgs, Totals, paginate};
+use super::error::{ApiError, ApiResult};
+use super::filters::{
+    AppointmentFilter, PaymentFilter, QueueEntryFilter, TimeRange, VisitFilter, WebhookEventFilter,
+};
+use super::ids::{NodeKind, decode, decode_as};
+use super::types::*;
 use crate::config::Config;
+use async_graphql::connection::Connection;
 
 #[derive(MergedObject, Default)]
-pub struct Query(SourceQuery);
+pub struct Query(
+    NodeQuery,
+    QueueQuery,
+    AppointmentQuery,
+    VisitQuery,
+    ClientQuery,
+    AdminQuery,
+);
+
+fn db<'a>(ctx: &'a Context<'_>) -> ApiResult<&'a DatabaseConnection> {
+    ctx.data::<DatabaseConnection>()
+        .map_err(|_| ApiError::Internal)
+}
+
+fn page(
+    first: Option<i32>,
+    after: Option<String>,
+    last: Option<i32>,
+    before: Option<String>,
+) -> PageArgs {
+    PageArgs {
+        first,
+        after,
+        last,
+        before,
+    }
+}
 
 #[derive(Default)]
-pub struct SourceQuery;
+pub struct NodeQuery;
 
 #[Object]
-impl SourceQuery {
-    /// The webhook sources declared in the configuration.
-    async fn sources(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Source>> {
-        let config = ctx.data::<Arc<Config>>()?;
-        Ok(config.sources.iter().map(Source::from).collect())
+impl NodeQuery {
+    /// Any object by its global id.
+    async fn node(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Option<Node>> {
+        let (kind, number) = decode(&id)?;
+        load_node(ctx, kind, number).await
     }
+
+    /// Domain events after a cursor, oldest first (what a subscription replays on resume).
+    async fn events(
+        &self,
+        ctx: &Context<'_>,
+        after: Option<String>,
+        #[graphql(default = 100)] first: u64,
+    ) -> ApiResult<Vec<DomainEvent>> {
+        let after = match after {
+            Some(text) => text
+                .parse::<i64>()
+                .map_err(|_| ApiError::bad_input("malformed cursor"))?,
+            None => 0,
+        };
+        let rows = domain_event::Entity::find()
+            .filter(domain_event::Column::Cursor.gt(after))
+            .order_by_asc(domain_event::Column::Cursor)
+            .limit(Ord::min(first, 1000))
+            .all(db(ctx)?)
+            .await?;
+        Ok(rows.into_iter().map(DomainEvent::from).collect())
+    }
+
+    /// The configured webhook sources, with their last delivery and failure count.
+    async fn sources(&self, ctx: &Context<'_>) -> ApiResult<Vec<Source>> {
+        let config = ctx.data::<Arc<Config>>().map_err(|_| ApiError::Internal)?;
+        let db = db(ctx)?;
+        let rows = source::Entity::find().all(db).await?;
+        let failed: Vec<(SourceId, i64)> = webhook_event::Entity::find()
+            .select_only()
+            .column(webhook_event::Column::SourceId)
+            .column_as(webhook_event::Column::Id.count(), "failed")
+            .filter(webhook_event::Column::Status.is_in(["FAILED", "UNSUPPORTED", "REJECTED"]))
+            .group_by(webhook_event::Column::SourceId)
+            .into_tuple()
+            .all(db)
+            .await?;
+        Ok(config
+            .sources
+            .iter()
+            .map(|configured| {
+                let id = configured.id.as_str();
+                Source {
+                    id: id.to_owned(),
+                    vendor: configured.vendor.to_string(),
+                    webhook_path: format!("/webhooks/{id}"),
+                    last_delivery_at: rows
+                        .iter()
+                        .find(|row| row.id.0 == id)
+                        .and_then(|row| row.last_delivery_at),
+                    failed_deliveries: failed
+                        .iter()
+                        .find(|(s, _)| s.0 == id)
+                        .map_or(0, |(_, n)| *n as u64),
+                }
+            })
+            .collect())
+    }
+}
+
+/// Loads one node by kind and row id.
+pub(crate) async fn load_node(
+    ctx: &Context<'_>,
+    kind: NodeKind,
+    id: i64,
+) -> ApiResult<Option<Node>> {
+    use entity::ids::*;
+    let db = db(ctx)?;
+    Ok(match kind {
+        NodeKind::Client => load_ref(ctx, Some(ClientId(id)))
+            .await?
+            .map(|m| Node::Client(Client(m))),
+        NodeKind::Staff => load_ref(ctx, Some(StaffId(id)))
+            .await?
+            .map(|m| Node::Staff(Staff(m))),
+        NodeKind::Service => load_ref(ctx, Some(ServiceId(id)))
+            .await?
+            .map(|m| Node::Service(Service(m))),
+        NodeKind::Location => load_ref(ctx, Some(LocationId(id)))
+            .await?
+            .map(|m| Node::Location(Location(m))),
+        NodeKind::QueueEntry => load_ref(ctx, Some(QueueEntryId(id)))
+            .await?
+            .map(|m| Node::QueueEntry(QueueEntry(m))),
+        NodeKind::Appointment => load_ref(ctx, Some(AppointmentId(id)))
+            .await?
+            .map(|m| Node::Appointment(Appointment(m))),
+        NodeKind::WebhookEvent => load_ref(ctx, Some(WebhookEventId(id)))
+            .await?
+            .map(|m| Node::WebhookEvent(WebhookEvent(m))),
+        NodeKind::Visit => visit::Entity::find_by_id(VisitId(id))
+            .one(db)
+            .await?
+            .map(|m| Node::Visit(Visit(m))),
+        NodeKind::Payment => payment::Entity::find_by_id(PaymentId(id))
+            .one(db)
+            .await?
+            .map(|m| Node::Payment(Payment(m))),
+        NodeKind::Alert => alert::Entity::find_by_id(AlertId(id))
+            .one(db)
+            .await?
+            .map(|m| Node::Alert(Alert(m))),
+        NodeKind::VcitaSubscription => {
+            vcita_subscription::Entity::find_by_id(VcitaSubscriptionId(id))
+                .one(db)
+                .await?
+                .map(|m| Node::VcitaSubscription(VcitaSubscription(m)))
+        }
+    })
+}
+
+#[derive(Default)]
+pub struct QueueQuery;
+
+#[Object]
+impl QueueQuery {
+    /// Live-queue tickets, filtered, as a Relay connection (insertion order).
+    #[graphql(complexity = "first.or(last).unwrap_or(20).max(1) as usize * child_complexity + 1")]
+    async fn queue_entries(
+        &self,
+        ctx: &Context<'_>,
+        filter: Option<QueueEntryFilter>,
+        first: Option<i32>,
+        after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
+    ) -> ApiResult<Connection<String, QueueEntry, Totals>> {
+        let select = queue_entry_select(filter.unwrap_or_default())?;
+        let connection = paginate(
+            ctx,
+            db(ctx)?,
+            select,
+            queue_entry::Column::Id,
+            |m| m.id.0,
+            QueueEntry,
+            page(first, after, last, before),
+        )
+        .await?;
+        let rows = connection
+            .edges
+            .iter()
+            .map(|e| (e.node.0.client_id, e.node.0.staff_id, e.node.0.service_id));
+        prefetch_refs(ctx, ctx.look_ahead().field("edges").field("node"), rows).await?;
+        Ok(connection)
+    }
+
+    /// Today's board of one service: the tickets of that clinic-local day in queue order
+    /// (joined first, first), deleted tickets left out.
+    async fn queue(
+        &self,
+        ctx: &Context<'_>,
+        service_id: ID,
+        date: NaiveDate,
+    ) -> ApiResult<Vec<QueueEntry>> {
+        let service = ServiceId(decode_as(&service_id, NodeKind::Service)?);
+        let rows = queue_entry::Entity::find()
+            .filter(queue_entry::Column::ServiceId.eq(service))
+            .filter(queue_entry::Column::QueueDate.eq(date))
+            .filter(queue_entry::Column::Deleted.eq(false))
+            .order_by_asc(queue_entry::Column::VendorCreatedAt)
+            .order_by_asc(queue_entry::Column::Id)
+            .all(db(ctx)?)
+            .await?;
+        let refs = rows
+            .iter()
+            .map(|row| (row.client_id, row.staff_id, row.service_id));
+        prefetch_refs(ctx, ctx.look_ahead(), refs).await?;
+        Ok(rows.into_iter().map(QueueEntry).collect())
+    }
+
+    /// Services of every source (or of the given ones), by name.
+    async fn services(
+        &self,
+        ctx: &Context<'_>,
+        source_ids: Option<Vec<String>>,
+    ) -> ApiResult<Vec<Service>> {
+        let mut select = service::Entity::find().filter(service::Column::Deleted.eq(false));
+        if let Some(ids) = source_ids {
+            select = select.filter(service::Column::SourceId.is_in(ids.into_iter().map(SourceId)));
+        }
+        let rows = select
+            .order_by_asc(service::Column::Name)
+            .order_by_asc(service::Column::Id)
+            .all(db(ctx)?)
+            .await?;
+        Ok(rows.into_iter().map(Service).collect())
+    }
+
+    /// Staff of every source (or of the given ones), by name.
+    async fn staff(
+        &self,
+        ctx: &Context<'_>,
+        source_ids: Option<Vec<String>>,
+    ) -> ApiResult<Vec<Staff>> {
+        let mut select = staff::Entity::find().filter(staff::Column::Deleted.eq(false));
+        if let Some(ids) = source_ids {
+            select = select.filter(staff::Column::SourceId.is_in(ids.into_iter().map(SourceId)));
+        }
+        let rows = select
+            .order_by_asc(staff::Column::Name)
+            .order_by_asc(staff::Column::Id)
+            .all(db(ctx)?)
+            .await?;
+        Ok(rows.into_iter().map(Staff).collect())
+    }
+
+    /// Locations (TimeTap).
+    async fn locations(&self, ctx: &Context<'_>) -> ApiResult<Vec<Location>> {
+        let rows = location::Entity::find()
+            .order_by_asc(location::Column::Id)
+            .all(db(ctx)?)
+            .await?;
+        Ok(rows.into_iter().map(Location).collect())
+    }
+}
+
+#[derive(Default)]
+pub struct AppointmentQuery;
+
+#[Object]
+impl AppointmentQuery {
+    /// Appointments of every vendor, filtered, as a Relay connection (insertion order).
+    #[graphql(complexity = "first.or(last).unwrap_or(20).max(1) as usize * child_complexity + 1")]
+    async fn appointments(
+        &self,
+        ctx: &Context<'_>,
+        filter: Option<AppointmentFilter>,
+        first: Option<i32>,
+        after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
+    ) -> ApiResult<Connection<String, Appointment, Totals>> {
+        let select = appointment_select(filter.unwrap_or_default())?;
+        let connection = paginate(
+            ctx,
+            db(ctx)?,
+            select,
+            appointment::Column::Id,
+            |m| m.id.0,
+            Appointment,
+            page(first, after, last, before),
+        )
+        .await?;
+        let rows = connection
+            .edges
+            .iter()
+            .map(|e| (e.node.0.client_id, e.node.0.staff_id, e.node.0.service_id));
+        prefetch_refs(ctx, ctx.look_ahead().field("edges").field("node"), rows).await?;
+        Ok(connection)
+    }
+
+    /// vCita payments.
+    #[graphql(complexity = "first.or(last).unwrap_or(20).max(1) as usize * child_complexity + 1")]
+    async fn payments(
+        &self,
+        ctx: &Context<'_>,
+        filter: Option<PaymentFilter>,
+        first: Option<i32>,
+        after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
+    ) -> ApiResult<Connection<String, Payment, Totals>> {
+        let select = payment_select(filter.unwrap_or_default())?;
+        paginate(
+            ctx,
+            db(ctx)?,
+            select,
+            payment::Column::Id,
+            |m| m.id.0,
+            Payment,
+            page(first, after, last, before),
+        )
+        .await
+    }
+}
+
+#[derive(Default)]
+pub struct VisitQuery;
+
+#[Object]
+impl VisitQuery {
+    /// VSee telehealth visits.
+    #[graphql(complexity = "first.or(last).unwrap_or(20).max(1) as usize * child_complexity + 1")]
+    async fn visits(
+        &self,
+        ctx: &Context<'_>,
+        filter: Option<VisitFilter>,
+        first: Option<i32>,
+        after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
+    ) -> ApiResult<Connection<String, Visit, Totals>> {
+        let select = visit_select(filter.unwrap_or_default())?;
+        let connection = paginate(
+            ctx,
+            db(ctx)?,
+            select,
+            visit::Column::Id,
+            |m| m.id.0,
+            Visit,
+            page(first, after, last, before),
+        )
+        .await?;
+        let rows = connection
+            .edges
+            .iter()
+            .map(|e| (e.node.0.client_id, e.node.0.staff_id, None));
+        prefetch_refs(ctx, ctx.look_ahead().field("edges").field("node"), rows).await?;
+        Ok(connection)
+    }
+}
+
+#[derive(Default)]
+pub struct ClientQuery;
+
+#[allow(clippy::too_many_arguments)] // GraphQL arguments, one per parameter
+#[Object]
+impl ClientQuery {
+    /// Patients; `search` matches name, phone (digits) or email, case-insensitively.
+    #[graphql(complexity = "first.or(last).unwrap_or(20).max(1) as usize * child_complexity + 1")]
+    async fn clients(
+        &self,
+        ctx: &Context<'_>,
+        search: Option<String>,
+        source_ids: Option<Vec<String>>,
+        first: Option<i32>,
+        after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
+    ) -> ApiResult<Connection<String, Client, Totals>> {
+        let select = client_select(search, source_ids);
+        paginate(
+            ctx,
+            db(ctx)?,
+            select,
+            client::Column::Id,
+            |m| m.id.0,
+            Client,
+            page(first, after, last, before),
+        )
+        .await
+    }
+}
+
+#[derive(Default)]
+pub struct AdminQuery;
+
+#[Object]
+impl AdminQuery {
+    /// The inbox: every stored delivery and what became of it.
+    #[graphql(complexity = "first.or(last).unwrap_or(20).max(1) as usize * child_complexity + 1")]
+    async fn webhook_events(
+        &self,
+        ctx: &Context<'_>,
+        filter: Option<WebhookEventFilter>,
+        first: Option<i32>,
+        after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
+    ) -> ApiResult<Connection<String, WebhookEvent, Totals>> {
+        let select = webhook_event_select(filter.unwrap_or_default())?;
+        paginate(
+            ctx,
+            db(ctx)?,
+            select,
+            webhook_event::Column::Id,
+            |m| m.id.0,
+            WebhookEvent,
+            page(first, after, last, before),
+        )
+        .await
+    }
+
+    /// Outbound patient alerts, newest first.
+    async fn alerts(
+        &self,
+        ctx: &Context<'_>,
+        status: Option<AlertStatus>,
+        #[graphql(default = 50)] first: u64,
+    ) -> ApiResult<Vec<Alert>> {
+        let mut select = alert::Entity::find();
+        if let Some(status) = status {
+            select = select.filter(alert::Column::Status.eq(stored_name(status)));
+        }
+        let rows = select
+            .order_by_desc(alert::Column::Id)
+            .limit(Ord::min(first, 500))
+            .all(db(ctx)?)
+            .await?;
+        Ok(rows.into_iter().map(Alert).collect())
+    }
+
+    /// vCita webhook subscriptions managed through CareBridge.
+    async fn vcita_subscriptions(&self, ctx: &Context<'_>) -> ApiResult<Vec<VcitaSubscription>> {
+        let rows = vcita_subscription::Entity::find()
+            .order_by_asc(vcita_subscription::Column::Id)
+            .all(db(ctx)?)
+            .await?;
+        Ok(rows.into_iter().map(VcitaSubscription).collect())
+    }
+}
+
+// ---- filter → Select ----
+
+fn source_filter(ids: Option<Vec<String>>) -> Option<Vec<SourceId>> {
+    ids.map(|ids| ids.into_iter().map(SourceId).collect())
+}
+
+fn range_condition<C: ColumnTrait>(column: C, range: Option<&TimeRange>) -> ApiResult<Condition> {
+    let mut condition = Condition::all();
+    if let Some(range) = range {
+        let (from, to) = range.bounds()?;
+        if let Some(from) = from {
+            condition = condition.add(column.gte(from));
+        }
+        if let Some(to) = to {
+            condition = condition.add(column.lt(to));
+        }
+    }
+    Ok(condition)
+}
+
+fn opt_id<T>(id: Option<&ID>, kind: NodeKind, wrap: fn(i64) -> T) -> ApiResult<Option<T>> {
+    id.map(|id| decode_as(id, kind).map(wrap)).transpose()
+}
+
+fn queue_entry_select(filter: QueueEntryFilter) -> ApiResult<Select<queue_entry::Entity>> {
+    use queue_entry::Column as C;
+    let mut select = queue_entry::Entity::find()
+        .filter(range_condition(C::VendorCreatedAt, filter.joined.as_ref())?);
+    if !filter.include_deleted.unwrap_or(false) {
+        select = select.filter(C::Deleted.eq(false));
+    }
+    if let Some(ids) = source_filter(filter.source_ids) {
+        select = select.filter(C::SourceId.is_in(ids));
+    }
+    if let Some(states) = filter.states {
+        select = select.filter(C::State.is_in(states.into_iter().map(stored_name)));
+    }
+    if let Some(id) = opt_id(filter.service_id.as_ref(), NodeKind::Service, ServiceId)? {
+        select = select.filter(C::ServiceId.eq(id));
+    }
+    if let Some(id) = opt_id(filter.staff_id.as_ref(), NodeKind::Staff, StaffId)? {
+        select = select.filter(C::StaffId.eq(id));
+    }
+    if let Some(id) = opt_id(filter.client_id.as_ref(), NodeKind::Client, ClientId)? {
+        select = select.filter(C::ClientId.eq(id));
+    }
+    if let Some(date) = filter.queue_date {
+        select = select.filter(C::QueueDate.eq(date));
+    }
+    Ok(select)
+}
+
+fn appointment_select(filter: AppointmentFilter) -> ApiResult<Select<appointment::Entity>> {
+    use appointment::Column as C;
+    let mut select =
+        appointment::Entity::find().filter(range_condition(C::StartsAt, filter.starts.as_ref())?);
+    if !filter.include_deleted.unwrap_or(false) {
+        select = select.filter(C::Deleted.eq(false));
+    }
+    if let Some(ids) = source_filter(filter.source_ids) {
+        select = select.filter(C::SourceId.is_in(ids));
+    }
+    if let Some(statuses) = filter.statuses {
+        select = select.filter(C::Status.is_in(statuses.into_iter().map(stored_name)));
+    }
+    if let Some(id) = opt_id(filter.service_id.as_ref(), NodeKind::Service, ServiceId)? {
+        select = select.filter(C::ServiceId.eq(id));
+    }
+    if let Some(id) = opt_id(filter.staff_id.as_ref(), NodeKind::Staff, StaffId)? {
+        select = select.filter(C::StaffId.eq(id));
+    }
+    if let Some(id) = opt_id(filter.client_id.as_ref(), NodeKind::Client, ClientId)? {
+        select = select.filter(C::ClientId.eq(id));
+    }
+    Ok(select)
+}
+
+fn visit_select(filter: VisitFilter) -> ApiResult<Select<visit::Entity>> {
+    use visit::Column as C;
+    let mut select = visit::Entity::find().filter(range_condition(
+        C::ScheduledStart,
+        filter.scheduled.as_ref(),
+    )?);
+    if let Some(ids) = source_filter(filter.source_ids) {
+        select = select.filter(C::SourceId.is_in(ids));
+    }
+    if let Some(statuses) = filter.statuses {
+        select = select.filter(C::Status.is_in(statuses.into_iter().map(stored_name)));
+    }
+    if let Some(id) = opt_id(filter.staff_id.as_ref(), NodeKind::Staff, StaffId)? {
+        select = select.filter(C::StaffId.eq(id));
+    }
+    if let Some(id) = opt_id(filter.client_id.as_ref(), NodeKind::Client, ClientId)? {
+        select = select.filter(C::ClientId.eq(id));
+    }
+    Ok(select)
+}
+
+fn payment_select(filter: PaymentFilter) -> ApiResult<Select<payment::Entity>> {
+    use payment::Column as C;
+    let mut select = payment::Entity::find();
+    if let Some(ids) = source_filter(filter.source_ids) {
+        select = select.filter(C::SourceId.is_in(ids));
+    }
+    if let Some(states) = filter.states {
+        select = select.filter(C::State.is_in(states));
+    }
+    if let Some(id) = opt_id(filter.client_id.as_ref(), NodeKind::Client, ClientId)? {
+        select = select.filter(C::ClientId.eq(id));
+    }
+    Ok(select)
+}
+
+fn webhook_event_select(filter: WebhookEventFilter) -> ApiResult<Select<webhook_event::Entity>> {
+    use webhook_event::Column as C;
+    let mut select = webhook_event::Entity::find()
+        .filter(range_condition(C::ReceivedAt, filter.received.as_ref())?);
+    if let Some(ids) = source_filter(filter.source_ids) {
+        select = select.filter(C::SourceId.is_in(ids));
+    }
+    if let Some(statuses) = filter.statuses {
+        select = select.filter(C::Status.is_in(statuses.into_iter().map(stored_name)));
+    }
+    if let Some(event_type) = filter.event_type {
+        select = select.filter(C::EventType.eq(event_type));
+    }
+    Ok(select)
+}
+
+/// Case-insensitive search over name, email and phone digits (LOWER … LIKE works the same on
+/// SQLite and PostgreSQL).
+fn client_select(
+    search: Option<String>,
+    source_ids: Option<Vec<String>>,
+) -> Select<client::Entity> {
+    use client::Column as C;
+    use sea_orm::sea_query::ExprTrait;
+    let mut select = client::Entity::find().filter(C::Deleted.eq(false));
+    if let Some(ids) = source_filter(source_ids) {
+        select = select.filter(C::SourceId.is_in(ids));
+    }
+    if let Some(text) = search
+        .map(|s| s.trim().to_lowercase())
+        .filter(|s| !s.is_empty())
+    {
+        let escaped = text
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        let pattern = format!("%{escaped}%");
+        let like = |column: C| {
+            Expr::expr(Func::lower(Expr::col(column)))
+                .like(sea_orm::sea_query::LikeExpr::new(pattern.clone()).escape('\\'))
+        };
+        let mut any = Condition::any()
+            .add(like(C::FullName))
+            .add(like(C::FirstName))
+            .add(like(C::LastName))
+            .add(like(C::Email));
+        let digits: String = text.chars().filter(char::is_ascii_digit).collect();
+        if digits.len() >= 3 {
+            any = any.add(C::Phone.contains(digits));
+        }
+        select = select.filter(any);
+    }
+    select
 }

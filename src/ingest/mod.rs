@@ -50,6 +50,9 @@ pub enum IngestError {
     Rejected { id: i64, reason: String },
     #[error("storage unavailable; retry later")]
     StorageUnavailable,
+    /// The source's credential does not fit its vendor: our configuration, not the sender.
+    #[error("this source is misconfigured on the gateway; its operator has been told")]
+    Misconfigured,
 }
 
 impl IntoResponse for IngestError {
@@ -60,6 +63,7 @@ impl IntoResponse for IngestError {
             IngestError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             IngestError::Malformed(_) | IngestError::Rejected { .. } => StatusCode::BAD_REQUEST,
             IngestError::StorageUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            IngestError::Misconfigured => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let mut body = serde_json::json!({ "error": self.to_string() });
         if let IngestError::Rejected { id, .. } = &self {
@@ -91,6 +95,10 @@ async fn receive(
     let webhook = Webhook::<Unverified>::new(source.vendor, body, url.token);
     let verified = webhook.verify(credentials).map_err(|error| match error {
         VerifyError::Malformed(reason) => IngestError::Malformed(reason),
+        VerifyError::WrongCredentials => {
+            tracing::error!("source credential does not match its vendor");
+            IngestError::Misconfigured
+        }
         other => {
             tracing::warn!(reason = %other, "webhook refused: verification failed");
             IngestError::Unauthorized(other)

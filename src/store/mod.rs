@@ -35,6 +35,30 @@ fn is_connection_error(error: &DbErr) -> bool {
     matches!(error, DbErr::ConnectionAcquire(_) | DbErr::Conn(_))
 }
 
+/// Counts SQL statements run through a pool (metrics, and tests that prove a query plan does
+/// not grow with the page size).
+#[derive(Debug, Clone, Default)]
+pub struct StatementCounter(std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+impl StatementCounter {
+    pub fn get(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// Opens the pool and counts its statements into `counter`.
+pub async fn connect_counted(
+    database_url: &str,
+    counter: &StatementCounter,
+) -> Result<DatabaseConnection, StoreError> {
+    let mut db = connect(database_url).await?;
+    let count = counter.0.clone();
+    db.set_metric_callback(move |_info| {
+        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    });
+    Ok(db)
+}
+
 /// Opens the pool. SQLite gets WAL (readers never block the writer), `synchronous=FULL`
 /// (a 2xx means the webhook survived a power cut, not just a process crash), foreign keys, and a
 /// busy timeout so concurrent writers wait instead of failing.

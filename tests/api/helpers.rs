@@ -63,6 +63,8 @@ pub struct TestApp {
     pub db: DatabaseConnection,
     /// The gateway's own pool (a clone), for tests that take the database away from it.
     pub app_db: DatabaseConnection,
+    /// Statements the gateway's pool has run.
+    pub statements: carebridge::store::StatementCounter,
     pub database: TestDatabase,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<std::io::Result<()>>>,
@@ -103,6 +105,7 @@ pub async fn spawn_app_with(config_toml: &str) -> TestApp {
     let app = Application::build(config).await.expect("app builds");
     let address = app.local_addr();
     let app_db = app.state().db.clone();
+    let statements = app.state().statements.clone();
     let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until_stopped(async move {
         let _ = shutdown_rx.await;
@@ -115,6 +118,7 @@ pub async fn spawn_app_with(config_toml: &str) -> TestApp {
         client: reqwest::Client::new(),
         db,
         app_db,
+        statements,
         database,
         shutdown: Some(shutdown_tx),
         server: Some(server),

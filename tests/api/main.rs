@@ -5,6 +5,7 @@
 mod helpers;
 
 mod graphql_basics;
+mod graphql_queries;
 mod health;
 mod lifecycle;
 mod webhooks;

@@ -1,0 +1,73 @@
+//! The one error type of the API. Every error a client sees goes through [`ApiError`], which
+//! carries an `extensions.code`. It deliberately does not implement `Display`: async-graphql
+//! converts any `Display` type into an error carrying its text, and a database or HTTP client
+//! error's text must never reach a client. Database errors become `INTERNAL` here, once, and
+//! are logged.
+
+use async_graphql::ErrorExtensions;
+use sea_orm::DbErr;
+
+#[derive(Debug, Clone)]
+pub enum ApiError {
+    NotFound(String),
+    BadUserInput(String),
+    Unauthenticated,
+    Forbidden(&'static str),
+    Internal,
+}
+
+impl ApiError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::NotFound(_) => "NOT_FOUND",
+            ApiError::BadUserInput(_) => "BAD_USER_INPUT",
+            ApiError::Unauthenticated => "UNAUTHENTICATED",
+            ApiError::Forbidden(_) => "FORBIDDEN",
+            ApiError::Internal => "INTERNAL",
+        }
+    }
+
+    pub fn message(&self) -> String {
+        match self {
+            ApiError::NotFound(what) => format!("{what} not found"),
+            ApiError::BadUserInput(message) => message.clone(),
+            ApiError::Unauthenticated => {
+                "an API key is required: send `Authorization: Bearer <key>`".to_owned()
+            }
+            ApiError::Forbidden(scope) => format!("this API key lacks the `{scope}` scope"),
+            ApiError::Internal => {
+                "internal error; the gateway logged it under this request's x-request-id".to_owned()
+            }
+        }
+    }
+
+    pub fn bad_input(message: impl Into<String>) -> ApiError {
+        ApiError::BadUserInput(message.into())
+    }
+}
+
+impl From<ApiError> for async_graphql::Error {
+    fn from(error: ApiError) -> async_graphql::Error {
+        let code = error.code();
+        async_graphql::Error::new(error.message()).extend_with(|_, extensions| {
+            extensions.set("code", code);
+        })
+    }
+}
+
+impl From<DbErr> for ApiError {
+    fn from(error: DbErr) -> ApiError {
+        tracing::error!(%error, "database error in a GraphQL resolver");
+        ApiError::Internal
+    }
+}
+
+impl From<std::sync::Arc<DbErr>> for ApiError {
+    fn from(error: std::sync::Arc<DbErr>) -> ApiError {
+        tracing::error!(%error, "database error in a GraphQL data loader");
+        ApiError::Internal
+    }
+}
+
+/// What resolvers return.
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,150 @@
+//! Filter inputs of the list queries, and the date arithmetic they share: a clinic-local day in
+//! an IANA zone becomes a UTC range, so "the appointments of 2024-03-12 in New York" means what
+//! a front desk in New York means.
+
+use async_graphql::{ID, InputObject};
+use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+
+use super::error::{ApiError, ApiResult};
+use super::types::{AppointmentStatusKind, QueueStateKind, VisitStatusKind, WebhookStatus};
+
+/// `[from, to)` in UTC, either side open.
+pub type UtcBounds = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
+/// A time range: either a UTC range, or a clinic-local day in a zone.
+#[derive(InputObject, Default, Clone)]
+pub struct TimeRange {
+    /// Inclusive lower bound (UTC instant).
+    pub from: Option<DateTime<Utc>>,
+    /// Exclusive upper bound (UTC instant).
+    pub to: Option<DateTime<Utc>>,
+    /// A clinic-local calendar day; needs `timeZone`.
+    pub day: Option<NaiveDate>,
+    /// IANA zone of `day`, e.g. `Asia/Kuala_Lumpur`.
+    pub time_zone: Option<String>,
+}
+
+impl TimeRange {
+    /// `[from, to)` in UTC, either bound open.
+    pub fn bounds(&self) -> ApiResult<UtcBounds> {
+        match (&self.day, &self.time_zone) {
+            (None, None) => Ok((self.from, self.to)),
+            (Some(_), None) => Err(ApiError::bad_input("`day` needs a `timeZone`")),
+            (None, Some(_)) => Err(ApiError::bad_input("`timeZone` is only used with `day`")),
+            (Some(day), Some(zone)) => {
+                if self.from.is_some() || self.to.is_some() {
+                    return Err(ApiError::bad_input("give `day` or `from`/`to`, not both"));
+                }
+                let (start, end) = local_day_bounds(*day, zone)?;
+                Ok((Some(start), Some(end)))
+            }
+        }
+    }
+}
+
+/// The UTC instants at which a local day starts and the next one starts.
+pub fn local_day_bounds(day: NaiveDate, zone: &str) -> ApiResult<(DateTime<Utc>, DateTime<Utc>)> {
+    let tz: chrono_tz::Tz = zone
+        .parse()
+        .map_err(|_| ApiError::bad_input(format!("{zone:?} is not an IANA time zone")))?;
+    let start_of = |date: NaiveDate| -> ApiResult<DateTime<Utc>> {
+        let midnight = date.and_hms_opt(0, 0, 0).ok_or(ApiError::Internal)?;
+        // A zone may skip midnight (DST); the earliest valid instant of the day is its start.
+        tz.from_local_datetime(&midnight)
+            .earliest()
+            .or_else(|| {
+                tz.from_local_datetime(&(midnight + chrono::Duration::hours(1)))
+                    .earliest()
+            })
+            .map(|t| t.with_timezone(&Utc))
+            .ok_or_else(|| ApiError::bad_input("that day has no midnight in that zone"))
+    };
+    let next = day
+        .succ_opt()
+        .ok_or_else(|| ApiError::bad_input("day out of range"))?;
+    Ok((start_of(day)?, start_of(next)?))
+}
+
+#[derive(InputObject, Default, Clone)]
+pub struct QueueEntryFilter {
+    pub source_ids: Option<Vec<String>>,
+    pub states: Option<Vec<QueueStateKind>>,
+    pub service_id: Option<ID>,
+    pub staff_id: Option<ID>,
+    pub client_id: Option<ID>,
+    /// The clinic-local queue day.
+    pub queue_date: Option<NaiveDate>,
+    /// When the patient joined the queue.
+    pub joined: Option<TimeRange>,
+    /// Include tickets Chup deleted (default false).
+    pub include_deleted: Option<bool>,
+}
+
+#[derive(InputObject, Default, Clone)]
+pub struct AppointmentFilter {
+    pub source_ids: Option<Vec<String>>,
+    pub statuses: Option<Vec<AppointmentStatusKind>>,
+    pub service_id: Option<ID>,
+    pub staff_id: Option<ID>,
+    pub client_id: Option<ID>,
+    /// On `startsAt`.
+    pub starts: Option<TimeRange>,
+    pub include_deleted: Option<bool>,
+}
+
+#[derive(InputObject, Default, Clone)]
+pub struct VisitFilter {
+    pub source_ids: Option<Vec<String>>,
+    pub statuses: Option<Vec<VisitStatusKind>>,
+    /// The provider.
+    pub staff_id: Option<ID>,
+    /// The patient.
+    pub client_id: Option<ID>,
+    /// On `scheduledStart`.
+    pub scheduled: Option<TimeRange>,
+}
+
+#[derive(InputObject, Default, Clone)]
+pub struct PaymentFilter {
+    pub source_ids: Option<Vec<String>>,
+    pub client_id: Option<ID>,
+    /// Vendor payment states as sent, e.g. `paid`.
+    pub states: Option<Vec<String>>,
+}
+
+#[derive(InputObject, Default, Clone)]
+pub struct WebhookEventFilter {
+    pub source_ids: Option<Vec<String>>,
+    pub statuses: Option<Vec<WebhookStatus>>,
+    pub event_type: Option<String>,
+    pub received: Option<TimeRange>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_local_day_in_kuala_lumpur_starts_at_16_utc_the_day_before() {
+        let day = NaiveDate::from_ymd_opt(2024, 1, 17).expect("date");
+        let (start, end) = local_day_bounds(day, "Asia/Kuala_Lumpur").expect("bounds");
+        assert_eq!(start.to_rfc3339(), "2024-01-16T16:00:00+00:00");
+        assert_eq!(end.to_rfc3339(), "2024-01-17T16:00:00+00:00");
+    }
+
+    #[test]
+    fn a_dst_day_in_new_york_is_23_hours_long() {
+        let day = NaiveDate::from_ymd_opt(2024, 3, 10).expect("date");
+        let (start, end) = local_day_bounds(day, "America/New_York").expect("bounds");
+        assert_eq!((end - start).num_hours(), 23);
+    }
+
+    #[test]
+    fn an_unknown_zone_is_bad_input() {
+        let day = NaiveDate::from_ymd_opt(2024, 3, 10).expect("date");
+        assert_eq!(
+            local_day_bounds(day, "Mars/Olympus").unwrap_err().code(),
+            "BAD_USER_INPUT"
+        );
+    }
+}

@@ -1,0 +1,151 @@
+//! DataLoaders for every nested lookup, so a page of N items with their client, staff and
+//! service costs a constant number of statements, not N of each. One loader struct serves all
+//! keys; each key type names what it loads. A fresh `DataLoader` is made per request, so its
+//! cache never outlives the request.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_graphql::dataloader::Loader;
+use entity::ids::{
+    AppointmentId, ClientId, LocationId, QueueEntryId, ServiceId, StaffId, WebhookEventId,
+};
+use entity::{
+    appointment, client, entity_lineage, location, queue_entry, queue_state_history, service,
+    staff, webhook_event,
+};
+use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder};
+
+pub struct DbLoader {
+    pub db: DatabaseConnection,
+}
+
+macro_rules! by_id_loader {
+    ($($key:ty => $module:ident),+ $(,)?) => {$(
+        impl Loader<$key> for DbLoader {
+            type Value = $module::Model;
+            type Error = Arc<DbErr>;
+
+            async fn load(&self, keys: &[$key]) -> Result<HashMap<$key, Self::Value>, Self::Error> {
+                let rows = $module::Entity::find()
+                    .filter($module::Column::Id.is_in(keys.iter().copied()))
+                    .all(&self.db)
+                    .await
+                    .map_err(Arc::new)?;
+                Ok(rows.into_iter().map(|row| (row.id, row)).collect())
+            }
+        }
+    )+};
+}
+
+by_id_loader! {
+    ClientId => client,
+    StaffId => staff,
+    ServiceId => service,
+    LocationId => location,
+    AppointmentId => appointment,
+    QueueEntryId => queue_entry,
+    WebhookEventId => webhook_event,
+}
+
+/// The state history of a queue entry, oldest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct HistoryOf(pub QueueEntryId);
+
+impl Loader<HistoryOf> for DbLoader {
+    type Value = Vec<queue_state_history::Model>;
+    type Error = Arc<DbErr>;
+
+    async fn load(
+        &self,
+        keys: &[HistoryOf],
+    ) -> Result<HashMap<HistoryOf, Self::Value>, Self::Error> {
+        let rows = queue_state_history::Entity::find()
+            .filter(queue_state_history::Column::QueueEntryId.is_in(keys.iter().map(|k| k.0)))
+            .order_by_asc(queue_state_history::Column::Id)
+            .all(&self.db)
+            .await
+            .map_err(Arc::new)?;
+        let mut grouped: HashMap<HistoryOf, Self::Value> = HashMap::new();
+        for row in rows {
+            grouped
+                .entry(HistoryOf(row.queue_entry_id))
+                .or_default()
+                .push(row);
+        }
+        Ok(grouped)
+    }
+}
+
+/// The inbox rows that touched an entity (its lineage), oldest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LineageOf {
+    pub entity_type: &'static str,
+    pub entity_id: i64,
+}
+
+impl Loader<LineageOf> for DbLoader {
+    type Value = Vec<entity_lineage::Model>;
+    type Error = Arc<DbErr>;
+
+    async fn load(
+        &self,
+        keys: &[LineageOf],
+    ) -> Result<HashMap<LineageOf, Self::Value>, Self::Error> {
+        let mut grouped: HashMap<LineageOf, Self::Value> = HashMap::new();
+        let mut by_type: HashMap<&'static str, Vec<i64>> = HashMap::new();
+        for key in keys {
+            by_type
+                .entry(key.entity_type)
+                .or_default()
+                .push(key.entity_id);
+        }
+        for (entity_type, ids) in by_type {
+            let rows = entity_lineage::Entity::find()
+                .filter(entity_lineage::Column::EntityType.eq(entity_type))
+                .filter(entity_lineage::Column::EntityId.is_in(ids))
+                .order_by_asc(entity_lineage::Column::WebhookEventId)
+                .all(&self.db)
+                .await
+                .map_err(Arc::new)?;
+            for row in rows {
+                grouped
+                    .entry(LineageOf {
+                        entity_type,
+                        entity_id: row.entity_id,
+                    })
+                    .or_default()
+                    .push(row);
+            }
+        }
+        Ok(grouped)
+    }
+}
+
+/// The entities an inbox row touched (the other direction of lineage).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TouchedBy(pub WebhookEventId);
+
+impl Loader<TouchedBy> for DbLoader {
+    type Value = Vec<entity_lineage::Model>;
+    type Error = Arc<DbErr>;
+
+    async fn load(
+        &self,
+        keys: &[TouchedBy],
+    ) -> Result<HashMap<TouchedBy, Self::Value>, Self::Error> {
+        let rows = entity_lineage::Entity::find()
+            .filter(entity_lineage::Column::WebhookEventId.is_in(keys.iter().map(|k| k.0)))
+            .all(&self.db)
+            .await
+            .map_err(Arc::new)?;
+        let mut grouped: HashMap<TouchedBy, Self::Value> = HashMap::new();
+        for row in rows {
+            grouped
+                .entry(TouchedBy(row.webhook_event_id))
+                .or_default()
+                .push(row);
+        }
+        Ok(grouped)
+    }
+}

@@ -1,0 +1,739 @@
+//! The query API through real HTTP after ingesting fixtures: every root field, pagination,
+//! filters, node ids, error codes, limits, GET/POST rules and the statement count of a page.
+
+use serde_json::{Value, json};
+
+use crate::helpers::{ADMIN_KEY, READ_KEY, TestApp, gql, ingest, spawn_app};
+
+async fn clinic_day(app: &TestApp) {
+    for name in [
+        "live_queue_created",
+        "live_queue_updated_arrived",
+        "live_queue_created_from_appointment",
+        "live_queue_updated_cancel",
+    ] {
+        ingest(app, "chup", name).await;
+    }
+    for name in [
+        "appointment_created",
+        "appointment_updated",
+        "client_created",
+    ] {
+        ingest(app, "chup", name).await;
+    }
+    for name in ["create", "reschedule"] {
+        ingest(app, "timetap", name).await;
+    }
+    for name in ["visit_created_v2", "visit_invoice_processed_v2"] {
+        ingest(app, "vsee", name).await;
+    }
+    for name in ["client_created", "appointment_scheduled", "payment_paid"] {
+        ingest(app, "vcita", name).await;
+    }
+}
+
+fn data(body: &Value) -> &Value {
+    assert!(body.get("errors").is_none(), "unexpected errors: {body}");
+    &body["data"]
+}
+
+fn error_code(body: &Value) -> &str {
+    body["errors"][0]["extensions"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error code: {body}"))
+}
+
+#[tokio::test]
+async fn queue_entries_list_tickets_with_client_service_staff_and_history() {
+    let app = spawn_app().await;
+    clinic_day(&app).await;
+    let body = gql(
+        &app,
+        READ_KEY,
+        r#"{ queueEntries(filter: {sourceIds: ["chup-main"]}) {
+              totalCount
+              edges { cursor node { id vendorId state { kind rawCode rawName label }
+                client { name phone } service { name } staff { name }
+                stateHistory { state { kind } changedAt sourceEvent { eventType } }
+                sourceEvents { status eventType } } } } }"#,
+        json!({}),
+    )
+    .await;
+    let connection = &data(&body)["queueEntries"];
+    assert_eq!(connection["totalCount"], 3, "{connection}");
+    let first = &connection["edges"][0]["node"];
+    assert_eq!(first["vendorId"], "19242");
+    assert_eq!(
+        first["state"],
+        json!({"kind": "ARRIVED", "rawCode": 3, "rawName": "ARRIVED", "label": "Arrived"})
+    );
+    assert_eq!(
+        first["client"],
+        json!({"name": "Saad", "phone": "+923093927454"})
+    );
+    assert_eq!(first["service"]["name"], "Registration");
+    let history: Vec<&str> = first["stateHistory"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .map(|h| h["state"]["kind"].as_str().expect("kind"))
+        .collect();
+    assert_eq!(history, ["WAITING", "ARRIVED"]);
+    assert_eq!(first["sourceEvents"].as_array().expect("lineage").len(), 2);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn pagination_walks_forward_and_backward_without_gaps_or_overlap() {
+    let app = spawn_app().await;
+    clinic_day(&app).await;
+    let query = r#"query($first: Int, $after: String, $last: Int, $before: String) {
+        clients(first: $first, after: $after, last: $last, before: $before) {
+          totalCount pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
+          edges { cursor node { id } } } }"#;
+    let all = gql(&app, READ_KEY, query, json!({"first": 100})).await;
+    let all_ids: Vec<Value> = data(&all)["clients"]["edges"]
+        .as_array()
+        .expect("edges")
+        .iter()
+        .map(|e| e["node"]["id"].clone())
+        .collect();
+    let total = data(&all)["clients"]["totalCount"].as_u64().expect("count") as usize;
+    assert_eq!(all_ids.len(), total);
+    assert!(total >= 4, "several clients were ingested: {total}");
+
+    let mut walked = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = gql(&app, READ_KEY, query, json!({"first": 2, "after": after})).await;
+        let connection = &data(&page)["clients"];
+        walked.extend(
+            connection["edges"]
+                .as_array()
+                .expect("edges")
+                .iter()
+                .map(|e| e["node"]["id"].clone()),
+        );
+        if !connection["pageInfo"]["hasNextPage"]
+            .as_bool()
+            .expect("bool")
+        {
+            break;
+        }
+        after = connection["pageInfo"]["endCursor"]
+            .as_str()
+            .map(str::to_owned);
+    }
+    assert_eq!(
+        walked, all_ids,
+        "forward pages of 2 give every client once, in order"
+    );
+
+    let tail = gql(&app, READ_KEY, query, json!({"last": 2})).await;
+    let tail = &data(&tail)["clients"];
+    assert_eq!(tail["pageInfo"]["hasPreviousPage"], true);
+    let tail_ids: Vec<Value> = tail["edges"]
+        .as_array()
+        .expect("edges")
+        .iter()
+        .map(|e| e["node"]["id"].clone())
+        .collect();
+    assert_eq!(tail_ids, all_ids[all_ids.len() - 2..].to_vec());
+    let before = tail["pageInfo"]["startCursor"].as_str().expect("cursor");
+    let previous = gql(&app, READ_KEY, query, json!({"last": 1, "before": before})).await;
+    assert_eq!(
+        data(&previous)["clients"]["edges"][0]["node"]["id"],
+        all_ids[all_ids.len() - 3]
+    );
+
+    let empty = gql(&app, READ_KEY, query, json!({"first": 0})).await;
+    assert_eq!(data(&empty)["clients"]["edges"], json!([]));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn bad_page_arguments_are_bad_user_input() {
+    let app = spawn_app().await;
+    for variables in [
+        json!({"first": -1}),
+        json!({"first": 101}),
+        json!({"first": 1, "last": 1}),
+        json!({"after": "x"}),
+    ] {
+        let body = gql(
+            &app,
+            READ_KEY,
+            "query($first: Int, $last: Int, $after: String) { clients(first: $first, last: $last, after: $after) { edges { cursor } } }",
+            variables.clone(),
+        )
+        .await;
+        assert_eq!(error_code(&body), "BAD_USER_INPUT", "{variables}");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn appointment_filters_cover_source_status_day_and_references() {
+    let app = spawn_app().await;
+    clinic_day(&app).await;
+    let query = r#"query($f: AppointmentFilter) { appointments(filter: $f) { totalCount
+        edges { node { vendorId sourceId startsAt timeZone status { kind raw rawSubStatus }
+          client { name } staff { name } service { name id } } } } }"#;
+    let count = |body: &Value| {
+        data(body)["appointments"]["totalCount"]
+            .as_u64()
+            .expect("count")
+    };
+
+    let everything = gql(&app, READ_KEY, query, json!({})).await;
+    assert_eq!(count(&everything), 3, "{everything}");
+    let timetap = gql(
+        &app,
+        READ_KEY,
+        query,
+        json!({"f": {"sourceIds": ["timetap-main"]}}),
+    )
+    .await;
+    assert_eq!(count(&timetap), 1);
+    let node = &data(&timetap)["appointments"]["edges"][0]["node"];
+    assert_eq!(node["startsAt"], "2024-03-14T17:30:00+00:00");
+    assert_eq!(node["timeZone"], "America/New_York");
+
+    // 2024-03-14 in New York holds the TimeTap appointment; the day before does not.
+    let day = |d: &str| json!({"f": {"starts": {"day": d, "timeZone": "America/New_York"}}});
+    assert_eq!(
+        count(&gql(&app, READ_KEY, query, day("2024-03-14")).await),
+        1
+    );
+    assert_eq!(
+        count(&gql(&app, READ_KEY, query, day("2024-03-13")).await),
+        0
+    );
+    let utc =
+        json!({"f": {"starts": {"from": "2024-03-14T17:00:00Z", "to": "2024-03-14T18:00:00Z"}}});
+    assert_eq!(count(&gql(&app, READ_KEY, query, utc).await), 1);
+
+    let rescheduled = gql(
+        &app,
+        READ_KEY,
+        query,
+        json!({"f": {"statuses": ["RESCHEDULED"]}}),
+    )
+    .await;
+    assert_eq!(
+        data(&rescheduled)["appointments"]["edges"][0]["node"]["sourceId"],
+        "chup-main"
+    );
+
+    let service_id = node["service"]["id"]
+        .as_str()
+        .expect("service id")
+        .to_owned();
+    let by_service = gql(
+        &app,
+        READ_KEY,
+        query,
+        json!({"f": {"serviceId": service_id}}),
+    )
+    .await;
+    assert_eq!(count(&by_service), 1);
+    let wrong_kind = gql(
+        &app,
+        READ_KEY,
+        query,
+        json!({"f": {"serviceId": "Client:1"}}),
+    )
+    .await;
+    assert_eq!(error_code(&wrong_kind), "BAD_USER_INPUT");
+    let no_zone = gql(
+        &app,
+        READ_KEY,
+        query,
+        json!({"f": {"starts": {"day": "2024-03-14"}}}),
+    )
+    .await;
+    assert_eq!(error_code(&no_zone), "BAD_USER_INPUT");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_queue_board_lists_one_service_for_one_day_in_join_order() {
+    let app = spawn_app().await;
+    clinic_day(&app).await;
+    let services = gql(&app, READ_KEY, "{ services { id name } }", json!({})).await;
+    let registration = data(&services)["services"]
+        .as_array()
+        .expect("services")
+        .iter()
+        .find(|s| s["name"] == "Registration")
+        .expect("Registration service")["id"]
+        .clone();
+    let board = gql(
+        &app,
+        READ_KEY,
+        "query($s: ID!, $d: NaiveDate!) { queue(serviceId: $s, date: $d) { vendorId state { kind } } }",
+        json!({"s": registration, "d": "2024-01-17"}),
+    )
+    .await;
+    let tickets: Vec<&str> = data(&board)["queue"]
+        .as_array()
+        .expect("board")
+        .iter()
+        .map(|t| t["vendorId"].as_str().expect("id"))
+        .collect();
+    assert_eq!(tickets, ["19242", "19244"]);
+    let other_day = gql(
+        &app,
+        READ_KEY,
+        "query($s: ID!) { queue(serviceId: $s, date: \"2024-01-18\") { vendorId } }",
+        json!({"s": registration}),
+    )
+    .await;
+    assert_eq!(data(&other_day)["queue"], json!([]));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn visits_payments_staff_sources_and_lists_answer() {
+    let app = spawn_app().await;
+    clinic_day(&app).await;
+    let body = gql(
+        &app,
+        READ_KEY,
+        r#"{ visits(filter: {statuses: [COMPLETED]}) { totalCount edges { node { vendorId status { kind raw }
+               patient { vendorId } invoice { status amountDue amountPaid currency } } } }
+             payments { edges { node { amount currency state client { name } } } }
+             staff { name } locations { name kind }
+             sources { id vendor lastDeliveryAt failedDeliveries }
+             alerts { id } vcitaSubscriptions { id }
+             events(first: 500) { cursor kind entity { id } } }"#,
+        json!({}),
+    )
+    .await;
+    let data = data(&body);
+    let visit = &data["visits"]["edges"][0]["node"];
+    assert_eq!(data["visits"]["totalCount"], 1);
+    assert_eq!(visit["invoice"]["amountDue"], 2500);
+    assert_eq!(visit["status"]["raw"], "completed");
+    assert_eq!(data["payments"]["edges"][0]["node"]["state"], "paid");
+    assert!(!data["staff"].as_array().expect("staff").is_empty());
+    assert_eq!(data["locations"][0]["name"], "MyOffice");
+    let chup = data["sources"]
+        .as_array()
+        .expect("sources")
+        .iter()
+        .find(|s| s["id"] == "chup-main")
+        .expect("chup");
+    assert!(chup["lastDeliveryAt"].is_string());
+    assert_eq!(chup["failedDeliveries"], 0);
+    assert_eq!(data["alerts"], json!([]));
+    assert_eq!(data["vcitaSubscriptions"], json!([]));
+    let events = data["events"].as_array().expect("events");
+    assert!(events.len() > 10);
+    let cursors: Vec<i64> = events
+        .iter()
+        .map(|e| e["cursor"].as_str().expect("cursor").parse().expect("int"))
+        .collect();
+    assert!(
+        cursors.windows(2).all(|w| w[0] < w[1]),
+        "events come in cursor order"
+    );
+    assert!(
+        events.iter().all(|e| e["entity"]["id"].is_string()),
+        "every event resolves its entity"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn client_search_matches_name_phone_and_email_case_insensitively() {
+    let app = spawn_app().await;
+    clinic_day(&app).await;
+    let search = |text: &'static str| {
+        let app = &app;
+        async move {
+            let body = gql(
+                app,
+                READ_KEY,
+                "query($s: String) { clients(search: $s) { edges { node { name } } } }",
+                json!({"s": text}),
+            )
+            .await;
+            data(&body)["clients"]["edges"]
+                .as_array()
+                .expect("edges")
+                .iter()
+                .map(|e| e["node"]["name"].as_str().unwrap_or("").to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(search("saad").await, ["Saad"]);
+    assert_eq!(search("3093927").await, ["Saad"], "phone digits");
+    assert!(
+        search("TAN MEI")
+            .await
+            .iter()
+            .any(|n| n.contains("Tan Mei Ling"))
+    );
+    assert!(search("zzz-nobody").await.is_empty());
+    assert!(
+        search("100%").await.is_empty(),
+        "LIKE wildcards are escaped"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn node_round_trips_every_listed_id() {
+    let app = spawn_app().await;
+    clinic_day(&app).await;
+    let body = gql(
+        &app,
+        READ_KEY,
+        "{ queueEntries { edges { node { id } } } appointments { edges { node { id } } } visits { edges { node { id } } }
+           clients { edges { node { id } } } payments { edges { node { id } } } webhookEvents { edges { node { id } } }
+           services { id } staff { id } locations { id } }",
+        json!({}),
+    )
+    .await;
+    let mut ids = Vec::new();
+    collect_ids(data(&body), &mut ids);
+    assert!(ids.len() > 20);
+    for id in ids {
+        let found = gql(
+            &app,
+            READ_KEY,
+            "query($id: ID!) { node(id: $id) { id __typename } }",
+            json!({"id": id}),
+        )
+        .await;
+        assert_eq!(data(&found)["node"]["id"], id, "{found}");
+        let typename = data(&found)["node"]["__typename"]
+            .as_str()
+            .expect("typename");
+        assert!(id.starts_with(&format!("{typename}:")));
+    }
+    let missing = gql(
+        &app,
+        READ_KEY,
+        "{ node(id: \"Client:999999\") { id } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(data(&missing)["node"], Value::Null);
+    let malformed = gql(
+        &app,
+        READ_KEY,
+        "{ node(id: \"nonsense\") { id } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(error_code(&malformed), "BAD_USER_INPUT");
+    app.stop().await;
+}
+
+fn collect_ids(value: &Value, ids: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            for (key, value) in map {
+                match (key.as_str(), value) {
+                    ("id", Value::String(id)) => ids.push(id.clone()),
+                    _ => collect_ids(value, ids),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|item| collect_ids(item, ids)),
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn the_inbox_shows_outcomes_and_raw_bodies_only_to_admin() {
+    let app = spawn_app().await;
+    clinic_day(&app).await;
+    ingest(&app, "chup", "live_queue_created").await; // a duplicate
+    let query = r#"{ webhookEvents(filter: {statuses: [DUPLICATE]}) { totalCount
+        edges { node { status eventType verification rawBody entities { entityType change } } } } }"#;
+    let admin = gql(&app, ADMIN_KEY, query, json!({})).await;
+    let node = &data(&admin)["webhookEvents"]["edges"][0]["node"];
+    assert_eq!(data(&admin)["webhookEvents"]["totalCount"], 1);
+    assert_eq!(node["status"], "DUPLICATE");
+    assert!(
+        node["rawBody"]
+            .as_str()
+            .expect("raw body")
+            .contains("live_queue_created")
+    );
+
+    let reader = gql(&app, READ_KEY, query, json!({})).await;
+    assert_eq!(error_code(&reader), "FORBIDDEN");
+    assert_eq!(
+        reader["errors"][0]["path"],
+        json!(["webhookEvents", "edges", 0, "node", "rawBody"])
+    );
+    assert_eq!(
+        reader["data"]["webhookEvents"]["totalCount"], 1,
+        "the rest of the answer still resolves"
+    );
+
+    let lineage = gql(&app, ADMIN_KEY, "{ webhookEvents(first: 1) { edges { node { entities { entityType entityId change } } } } }", json!({})).await;
+    let entities = data(&lineage)["webhookEvents"]["edges"][0]["node"]["entities"]
+        .as_array()
+        .expect("entities")
+        .clone();
+    assert!(
+        entities
+            .iter()
+            .any(|e| e["entityType"] == "QueueEntry" && e["change"] == "created"),
+        "{entities:?}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_page_of_a_hundred_appointments_costs_a_constant_number_of_statements() {
+    let app = spawn_app().await;
+    let query = "{ appointments(first: 100) { edges { node { id client { name } staff { name } service { name } } } } }";
+    let mut costs = Vec::new();
+    for target in [5, 100] {
+        while appointment_count(&app).await < target {
+            let n = appointment_count(&app).await;
+            ingest_numbered_appointment(&app, n).await;
+        }
+        let before = app.statements.get();
+        let body = gql(&app, READ_KEY, query, json!({})).await;
+        let cost = app.statements.get() - before;
+        assert_eq!(
+            data(&body)["appointments"]["edges"]
+                .as_array()
+                .expect("edges")
+                .len(),
+            target as usize
+        );
+        assert!(
+            data(&body)["appointments"]["edges"][target as usize - 1]["node"]["client"]["name"]
+                .is_string()
+        );
+        costs.push(cost);
+    }
+    assert_eq!(
+        costs[0], costs[1],
+        "5 and 100 appointments cost the same number of statements: {costs:?}"
+    );
+    assert!(
+        costs[1] <= 5,
+        "page + client + staff + service loads: {costs:?}"
+    );
+    app.stop().await;
+}
+
+async fn appointment_count(app: &TestApp) -> u64 {
+    use sea_orm::{EntityTrait, PaginatorTrait};
+    entity::appointment::Entity::find()
+        .count(&app.db)
+        .await
+        .expect("count")
+}
+
+/// A distinct vCita appointment with its own client, staff and service.
+async fn ingest_numbered_appointment(app: &TestApp, n: u64) {
+    let body = json!({
+        "entity_name": "appointment",
+        "event_type": "scheduled",
+        "data": {
+            "appointment_id": format!("appt{n:012}"),
+            "client_id": format!("client{n:010}"),
+            "staff_id": format!("staff{n:011}"),
+            "service_id": format!("svc{n:013}"),
+            "title": "Consultation",
+            "start_time": "2024-03-14T10:00:00.000+02:00",
+            "end_time": "2024-03-14T10:30:00.000+02:00",
+        }
+    });
+    let response =
+        crate::helpers::post_webhook(app, "vcita-main", body.to_string().into_bytes()).await;
+    assert_eq!(response.status(), 200);
+    // The references arrive bare; name the client so the nested field has data.
+    let client = json!({"entity_name": "client", "event_type": "updated",
+        "data": {"client_id": format!("client{n:010}"), "first_name": "Patient", "last_name": n.to_string(),
+                 "updated_at": "2024-03-01T00:00:00Z"}});
+    let response =
+        crate::helpers::post_webhook(app, "vcita-main", client.to_string().into_bytes()).await;
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test]
+async fn an_abusive_nested_query_is_refused_but_introspection_works() {
+    let app = spawn_app().await;
+    let deep = "{ queueEntries { edges { node { appointment { client { sourceEvents { entities { entityType } } } } stateHistory { sourceEvent { entities { entityId } } } } } } }";
+    let ok = gql(&app, READ_KEY, deep, json!({})).await;
+    assert!(
+        ok.get("errors").is_none(),
+        "a reasonable nested query passes: {ok}"
+    );
+
+    // The only cycles in this schema run through introspection: walk them past the limit.
+    let mut abusive = String::from("{ __schema { types ");
+    for _ in 0..10 {
+        abusive.push_str("{ fields { type ");
+    }
+    abusive.push_str("{ name }");
+    for _ in 0..10 {
+        abusive.push_str(" } }");
+    }
+    abusive.push_str(" } }");
+    let refused = gql(&app, READ_KEY, &abusive, json!({})).await;
+    let message = refused["errors"][0]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.to_lowercase().contains("nested") || message.to_lowercase().contains("depth"),
+        "{refused}"
+    );
+
+    let page = "appointments(first: 100) { edges { node { client { name } staff { name } service { name } location { name } sourceEvents { id } } } }";
+    let wide = format!("{{ a: {page} b: {page} c: {page} d: {page} e: {page} }}");
+    let wide = wide.as_str();
+    let too_complex = gql(&app, ADMIN_KEY, wide, json!({})).await;
+    let message = too_complex["errors"][0]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(message.to_lowercase().contains("complex"), "{too_complex}");
+
+    let introspection = gql(&app, READ_KEY, INTROSPECTION_QUERY, json!({})).await;
+    assert!(introspection.get("errors").is_none(), "{introspection}");
+    assert_eq!(
+        introspection["data"]["__schema"]["queryType"]["name"],
+        "Query"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn http_rules_keys_methods_and_media_types() {
+    let app = spawn_app().await;
+    let url = app.url("/graphql");
+    let post = |key: Option<&'static str>| {
+        let mut request = app
+            .client
+            .post(&url)
+            .json(&json!({"query": "{ sources { id } }"}));
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        request
+    };
+    for key in [None, Some("not-a-key")] {
+        let response = post(key).send().await.expect("request");
+        assert_eq!(response.status(), 401);
+        let body: Value = response.json().await.expect("json");
+        assert_eq!(error_code(&body), "UNAUTHENTICATED");
+    }
+
+    let get = app
+        .client
+        .get(format!("{url}?query=%7Bsources%7Bid%7D%7D"))
+        .bearer_auth(READ_KEY)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(get.status(), 200);
+    assert_eq!(get.headers()["content-type"], "application/json");
+    let body: Value = get.json().await.expect("json");
+    assert_eq!(body["data"]["sources"][0]["id"], "chup-main");
+
+    let mutation = app
+        .client
+        .get(format!("{url}?query=mutation%7Bx%7D"))
+        .bearer_auth(READ_KEY)
+        .send()
+        .await
+        .expect("get mutation");
+    assert_eq!(mutation.status(), 405);
+
+    let modern = app
+        .client
+        .post(&url)
+        .bearer_auth(READ_KEY)
+        .header("accept", "application/graphql-response+json")
+        .json(&json!({"query": "{ nope }"}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(
+        modern.status(),
+        400,
+        "a validation error is a request error"
+    );
+    assert_eq!(
+        modern.headers()["content-type"],
+        "application/graphql-response+json"
+    );
+    let legacy = app
+        .client
+        .post(&url)
+        .bearer_auth(READ_KEY)
+        .json(&json!({"query": "{ nope }"}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(legacy.status(), 200, "application/json answers 200");
+
+    let not_json = app
+        .client
+        .post(&url)
+        .bearer_auth(READ_KEY)
+        .header("content-type", "application/json")
+        .body("{")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(not_json.status(), 400);
+    let form = app
+        .client
+        .post(&url)
+        .bearer_auth(READ_KEY)
+        .header("content-type", "text/plain")
+        .body("{}")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(form.status(), 415);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn database_errors_never_reach_the_client() {
+    let app = spawn_app().await;
+    app.app_db.close_by_ref().await.expect("close pool");
+    let body = gql(&app, READ_KEY, "{ clients { totalCount } }", json!({})).await;
+    assert_eq!(error_code(&body), "INTERNAL");
+    let message = body["errors"][0]["message"].as_str().expect("message");
+    assert!(
+        !message.to_lowercase().contains("pool") && !message.to_lowercase().contains("sql"),
+        "{message}"
+    );
+}
+
+/// graphql-js `getIntrospectionQuery()`, as GraphiQL sends it.
+const INTROSPECTION_QUERY: &str = r#"
+query IntrospectionQuery {
+  __schema {
+    queryType { name } mutationType { name } subscriptionType { name }
+    types { ...FullType }
+    directives { name description locations args { ...InputValue } }
+  }
+}
+fragment FullType on __Type {
+  kind name description
+  fields(includeDeprecated: true) { name description args { ...InputValue } type { ...TypeRef } isDeprecated deprecationReason }
+  inputFields { ...InputValue }
+  interfaces { ...TypeRef }
+  enumValues(includeDeprecated: true) { name description isDeprecated deprecationReason }
+  possibleTypes { ...TypeRef }
+}
+fragment InputValue on __InputValue { name description type { ...TypeRef } defaultValue }
+fragment TypeRef on __Type {
+  kind name
+  ofType { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name
+    ofType { kind name ofType { kind name ofType { kind name } } } } } } } }
+}
+"#;
