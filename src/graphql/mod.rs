@@ -191,17 +191,20 @@ async fn graphql_http(
     } else {
         StatusCode::OK
     };
-    let body = match serde_json::to_string(&response) {
+    let mut body = match serde_json::to_value(&response) {
         Ok(body) => body,
         Err(_) => {
-            return plain_error(
-                answer,
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "unserializable response",
-                None,
-            );
+            let message = "unserializable response";
+            return plain_error(answer, StatusCode::INTERNAL_SERVER_ERROR, message, None);
         }
     };
+    // A request error (nothing executed) carries no `data` entry at all.
+    if status == StatusCode::BAD_REQUEST
+        && let Some(fields) = body.as_object_mut()
+    {
+        fields.remove("data");
+    }
+    let body = body.to_string();
     ([(header::CONTENT_TYPE, answer.content_type())], body)
         .into_response()
         .with_status(status)
