@@ -167,6 +167,11 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// A request that takes longer is answered 408 and dropped.
     pub request_timeout_secs: u64,
+    /// Websocket keep-alive: the server pings this often and closes a connection that sent
+    /// nothing for two intervals.
+    pub ws_ping_interval_secs: u64,
+    /// Events held for live subscribers; one that falls further behind catches up from the log.
+    pub event_buffer: usize,
 }
 
 impl Default for Limits {
@@ -174,6 +179,8 @@ impl Default for Limits {
         Limits {
             max_body_bytes: 1024 * 1024,
             request_timeout_secs: 30,
+            ws_ping_interval_secs: 15,
+            event_buffer: 4096,
         }
     }
 }
@@ -575,7 +582,11 @@ impl RawConfig {
             vsee_status_codes.insert(code, kind);
         }
 
-        if self.limits.max_body_bytes == 0 || self.limits.request_timeout_secs == 0 {
+        if self.limits.max_body_bytes == 0
+            || self.limits.request_timeout_secs == 0
+            || self.limits.ws_ping_interval_secs == 0
+            || self.limits.event_buffer == 0
+        {
             return Err(invalid("limits", "limits must be greater than zero".into()));
         }
 

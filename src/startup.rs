@@ -64,8 +64,17 @@ impl Application {
                     source,
                 })?;
         let config = Arc::new(config);
-        let schema = crate::graphql::build(db.clone(), config.clone());
-        let bus = crate::bus::Bus::new();
+        let bus = crate::bus::Bus::new(config.limits.event_buffer);
+        let latest =
+            crate::bus::latest_cursor(&db)
+                .await
+                .map_err(|source| StartupError::Database {
+                    url: redact_url(config.database_url.expose()),
+                    source: source.into(),
+                })?;
+        bus.spawn_tailer(db.clone(), latest);
+        bus.spawn_listener(&db);
+        let schema = crate::graphql::build(db.clone(), config.clone(), bus.clone());
         let ingestor = Arc::new(crate::store::ingest::Ingestor::new(db.clone(), bus.clone()));
         let mapper_config = Arc::new(crate::vendors::MapperConfig {
             vsee_status_codes: config.vsee_status_codes.clone(),

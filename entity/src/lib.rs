@@ -30,6 +30,7 @@ pub mod audit_log;
 pub mod client;
 pub mod domain_event;
 pub mod entity_lineage;
+pub mod event_log_state;
 pub mod location;
 pub mod payment;
 pub mod queue_entry;

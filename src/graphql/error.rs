@@ -13,6 +13,9 @@ pub enum ApiError {
     BadUserInput(String),
     Unauthenticated,
     Forbidden(&'static str),
+    /// A subscription cursor older than the retained event history: the client must reload
+    /// current state. Code `BAD_USER_INPUT` with `extensions.resync = true`.
+    ResyncRequired(String),
     Internal,
 }
 
@@ -20,7 +23,7 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::NotFound(_) => "NOT_FOUND",
-            ApiError::BadUserInput(_) => "BAD_USER_INPUT",
+            ApiError::BadUserInput(_) | ApiError::ResyncRequired(_) => "BAD_USER_INPUT",
             ApiError::Unauthenticated => "UNAUTHENTICATED",
             ApiError::Forbidden(_) => "FORBIDDEN",
             ApiError::Internal => "INTERNAL",
@@ -30,7 +33,7 @@ impl ApiError {
     pub fn message(&self) -> String {
         match self {
             ApiError::NotFound(what) => format!("{what} not found"),
-            ApiError::BadUserInput(message) => message.clone(),
+            ApiError::BadUserInput(message) | ApiError::ResyncRequired(message) => message.clone(),
             ApiError::Unauthenticated => {
                 "an API key is required: send `Authorization: Bearer <key>`".to_owned()
             }
@@ -49,8 +52,12 @@ impl ApiError {
 impl From<ApiError> for async_graphql::Error {
     fn from(error: ApiError) -> async_graphql::Error {
         let code = error.code();
+        let resync = matches!(error, ApiError::ResyncRequired(_));
         async_graphql::Error::new(error.message()).extend_with(|_, extensions| {
             extensions.set("code", code);
+            if resync {
+                extensions.set("resync", true);
+            }
         })
     }
 }

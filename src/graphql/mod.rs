@@ -14,12 +14,14 @@ mod guard;
 mod ids;
 mod loaders;
 mod query;
+mod subscription;
 mod types;
+mod ws;
 
 use std::sync::Arc;
 
 use async_graphql::dataloader::DataLoader;
-use async_graphql::{EmptyMutation, EmptySubscription, Schema};
+use async_graphql::{EmptyMutation, Schema};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
@@ -34,8 +36,9 @@ use crate::startup::AppState;
 
 pub use error::ApiError;
 pub use query::Query;
+pub use subscription::Subscription;
 
-pub type CareBridgeSchema = Schema<Query, EmptyMutation, EmptySubscription>;
+pub type CareBridgeSchema = Schema<Query, EmptyMutation, Subscription>;
 
 /// Deep enough for the GraphiQL introspection query (depth 13), too shallow for a query that
 /// walks client → appointments → client … without end.
@@ -44,15 +47,19 @@ pub const MAX_DEPTH: usize = 15;
 /// fine and nested pages of 100 are not.
 pub const MAX_COMPLEXITY: usize = 5_000;
 
-pub fn schema_builder() -> async_graphql::SchemaBuilder<Query, EmptyMutation, EmptySubscription> {
-    Schema::build(Query::default(), EmptyMutation, EmptySubscription)
+pub fn schema_builder() -> async_graphql::SchemaBuilder<Query, EmptyMutation, Subscription> {
+    Schema::build(Query::default(), EmptyMutation, Subscription)
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)
 }
 
-/// The schema as served: the database and config attached as context data.
-pub fn build(db: DatabaseConnection, config: Arc<Config>) -> CareBridgeSchema {
-    schema_builder().data(db).data(config).finish()
+/// The schema as served: the database, config and event bus attached as context data.
+pub fn build(
+    db: DatabaseConnection,
+    config: Arc<Config>,
+    bus: crate::bus::Bus,
+) -> CareBridgeSchema {
+    schema_builder().data(db).data(config).data(bus).finish()
 }
 
 /// The SDL of the schema, as committed in `schema.graphql`.
@@ -61,7 +68,7 @@ pub fn sdl() -> String {
 }
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/graphql", get(graphql_http).post(graphql_http))
+    Router::new().route("/graphql", get(graphql_get).post(graphql_http))
 }
 
 const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
@@ -124,6 +131,34 @@ impl WithStatus for Response {
         *self.status_mut() = status;
         self
     }
+}
+
+/// GET is a websocket upgrade (subscriptions) or a query over HTTP.
+async fn graphql_get(State(state): State<AppState>, request: axum::extract::Request) -> Response {
+    let wants_websocket = request
+        .headers()
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    let (mut parts, _body) = request.into_parts();
+    if wants_websocket {
+        use axum::extract::FromRequestParts;
+        return match axum::extract::ws::WebSocketUpgrade::from_request_parts(&mut parts, &state)
+            .await
+        {
+            Ok(upgrade) => ws::upgrade(state, &parts.headers, upgrade),
+            Err(rejection) => rejection.into_response(),
+        };
+    }
+    let query = parts.uri.query().map(str::to_owned);
+    graphql_http(
+        State(state),
+        Method::GET,
+        RawQuery(query),
+        parts.headers,
+        Bytes::new(),
+    )
+    .await
 }
 
 async fn graphql_http(

@@ -117,13 +117,16 @@ impl Ingestor {
         let outcome = async {
             let txn = begin_writer(&self.db).await?;
             let written = write_delivery(&txn, &inbound, now).await?;
+            notify_replicas(&txn, &written.events).await?;
             txn.commit().await?;
             Ok::<_, DbErr>(written)
         }
         .await;
         match outcome {
             Ok(written) => {
-                self.bus.publish(written.events);
+                if !written.events.is_empty() {
+                    self.bus.committed();
+                }
                 Ok(written.recorded)
             }
             Err(error) if is_unavailable(&error) => Err(StoreError::Unavailable(error)),
@@ -156,6 +159,19 @@ impl Ingestor {
             }
         }
     }
+}
+
+/// PostgreSQL: tells every replica's event tailer that events committed (delivered on commit,
+/// not before; no payload — the log has the events).
+async fn notify_replicas(
+    txn: &DatabaseTransaction,
+    events: &[domain_event::Model],
+) -> Result<(), DbErr> {
+    if !events.is_empty() && txn.get_database_backend() == DbBackend::Postgres {
+        txn.execute_unprepared(&format!("NOTIFY {}", crate::bus::NOTIFY_CHANNEL))
+            .await?;
+    }
+    Ok(())
 }
 
 fn is_unavailable(error: &DbErr) -> bool {

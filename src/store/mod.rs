@@ -2,6 +2,7 @@
 //! transactions that apply normalized changes. Handlers never touch sea-orm directly; they call
 //! the functions here, which keeps every transaction boundary in one place.
 
+pub mod events;
 pub mod ingest;
 
 use std::time::Duration;

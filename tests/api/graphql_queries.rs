@@ -500,9 +500,15 @@ async fn a_page_of_a_hundred_appointments_costs_a_constant_number_of_statements(
             let n = appointment_count(&app).await;
             ingest_numbered_appointment(&app, n).await;
         }
-        let before = app.statements.get();
-        let body = gql(&app, READ_KEY, query, json!({})).await;
-        let cost = app.statements.get() - before;
+        // The pool also serves the event tailer's periodic look; the cheapest of three runs
+        // is the query's own cost.
+        let mut cost = u64::MAX;
+        let mut body = Value::Null;
+        for _ in 0..3 {
+            let before = app.statements.get();
+            body = gql(&app, READ_KEY, query, json!({})).await;
+            cost = cost.min(app.statements.get() - before);
+        }
         assert_eq!(
             data(&body)["appointments"]["edges"]
                 .as_array()

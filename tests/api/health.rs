@@ -78,7 +78,7 @@ async fn readyz_reports_unavailable_when_the_database_is_gone() {
                 .await
                 .expect("drop database");
         }
-        TestDatabase::Sqlite { .. } => {
+        TestDatabase::Sqlite { .. } | TestDatabase::Shared { .. } => {
             // An open SQLite file cannot be taken away from a running process, so the
             // gateway's own pool is closed: every later database call fails as if unreachable.
             app.app_db

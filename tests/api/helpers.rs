@@ -95,7 +95,24 @@ pub async fn spawn_app() -> TestApp {
 
 /// Starts the app with this config text on a fresh database and port 0.
 pub async fn spawn_app_with(config_toml: &str) -> TestApp {
-    let database = TestDatabase::create().await;
+    spawn_app_on(config_toml, TestDatabase::create().await).await
+}
+
+/// A second gateway process on the same database as `app` (a replica behind a balancer).
+pub async fn spawn_replica(app: &TestApp) -> TestApp {
+    let database = match &app.database {
+        TestDatabase::Postgres { server_url, name } => TestDatabase::Shared {
+            url: replace_database_name(server_url, name),
+        },
+        TestDatabase::Sqlite { path, .. } => TestDatabase::Shared {
+            url: format!("sqlite://{}?mode=rwc", path.display()),
+        },
+        TestDatabase::Shared { url } => TestDatabase::Shared { url: url.clone() },
+    };
+    spawn_app_on(&test_config_toml(""), database).await
+}
+
+async fn spawn_app_on(config_toml: &str, database: TestDatabase) -> TestApp {
     let env = EnvOverrides {
         listen: Some("127.0.0.1:0".into()),
         database_url: Some(database.url()),
@@ -142,6 +159,10 @@ pub enum TestDatabase {
         server_url: String,
         name: String,
     },
+    /// Another app's database (not dropped by this handle).
+    Shared {
+        url: String,
+    },
 }
 
 impl TestDatabase {
@@ -172,6 +193,7 @@ impl TestDatabase {
         match self {
             TestDatabase::Sqlite { path, .. } => format!("sqlite://{}?mode=rwc", path.display()),
             TestDatabase::Postgres { server_url, name } => replace_database_name(server_url, name),
+            TestDatabase::Shared { url } => url.clone(),
         }
     }
 }

@@ -8,4 +8,5 @@ mod graphql_basics;
 mod graphql_queries;
 mod health;
 mod lifecycle;
+mod subscriptions;
 mod webhooks;

@@ -8,7 +8,7 @@ mod objects;
 pub use enums::*;
 pub use objects::*;
 
-use async_graphql::dataloader::{DataLoader, Loader};
+use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
 use async_graphql::{Context, ID, Interface};
 use sea_orm::DbErr;
 use std::sync::Arc;
@@ -35,6 +35,22 @@ pub enum Node {
     VcitaSubscription(VcitaSubscription),
 }
 
+/// The request's loader: HTTP requests carry one with a per-request cache; websocket
+/// connections one without (a connection outlives the data it would cache).
+enum Loaders<'a> {
+    Cached(&'a DataLoader<DbLoader, HashMapCache>),
+    Uncached(&'a DataLoader<DbLoader>),
+}
+
+fn loaders<'a>(ctx: &'a Context<'_>) -> ApiResult<Loaders<'a>> {
+    if let Some(loader) = ctx.data_opt::<DataLoader<DbLoader, HashMapCache>>() {
+        return Ok(Loaders::Cached(loader));
+    }
+    ctx.data_opt::<DataLoader<DbLoader>>()
+        .map(Loaders::Uncached)
+        .ok_or(ApiError::Internal)
+}
+
 /// Loads one optional reference through the request's DataLoader.
 pub(crate) async fn load_ref<K, V>(ctx: &Context<'_>, key: Option<K>) -> ApiResult<Option<V>>
 where
@@ -43,10 +59,10 @@ where
     DbLoader: Loader<K, Value = V, Error = Arc<DbErr>>,
 {
     let Some(key) = key else { return Ok(None) };
-    let loader = ctx
-        .data::<DataLoader<DbLoader, async_graphql::dataloader::HashMapCache>>()
-        .map_err(|_| ApiError::Internal)?;
-    Ok(loader.load_one(key).await?)
+    Ok(match loaders(ctx)? {
+        Loaders::Cached(loader) => loader.load_one(key).await?,
+        Loaders::Uncached(loader) => loader.load_one(key).await?,
+    })
 }
 
 /// Loads one key whose value is a list (history, lineage); missing means empty.
@@ -56,10 +72,11 @@ where
     V: Send + Sync + Clone + 'static,
     DbLoader: Loader<K, Value = Vec<V>, Error = Arc<DbErr>>,
 {
-    let loader = ctx
-        .data::<DataLoader<DbLoader, async_graphql::dataloader::HashMapCache>>()
-        .map_err(|_| ApiError::Internal)?;
-    Ok(loader.load_one(key).await?.unwrap_or_default())
+    let list = match loaders(ctx)? {
+        Loaders::Cached(loader) => loader.load_one(key).await?,
+        Loaders::Uncached(loader) => loader.load_one(key).await?,
+    };
+    Ok(list.unwrap_or_default())
 }
 
 /// The references a page of rows points at, loaded in one batch per kind before the rows'
@@ -71,9 +88,10 @@ pub(crate) async fn prefetch_refs(
     selection: async_graphql::Lookahead<'_>,
     refs: impl Iterator<Item = (Option<ClientId>, Option<StaffId>, Option<ServiceId>)>,
 ) -> ApiResult<()> {
-    let loader = ctx
-        .data::<DataLoader<DbLoader, async_graphql::dataloader::HashMapCache>>()
-        .map_err(|_| ApiError::Internal)?;
+    // Only a cached loader keeps what is prefetched; without one, field loads batch anyway.
+    let Loaders::Cached(loader) = loaders(ctx)? else {
+        return Ok(());
+    };
     let (mut clients, mut staff, mut services) = (Vec::new(), Vec::new(), Vec::new());
     for (client, member, service) in refs {
         clients.extend(client);

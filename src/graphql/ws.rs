@@ -1,0 +1,208 @@
+//! GraphQL over websockets at `/graphql`: both `graphql-transport-ws` (current) and
+//! `graphql-ws` (legacy `subscriptions-transport-ws`) subprotocols, executed by async-graphql's
+//! protocol engine. This module owns what the stock handler does not do the way CareBridge
+//! needs:
+//! - the API key is checked on `connection_init` before anything else; a refused key closes the
+//!   socket with 4403 (4401 if the first message is not `connection_init`);
+//! - a malformed protocol message closes with 4400 and the reason; an unknown subprotocol with
+//!   4406;
+//! - the server pings every `ws_ping_interval_secs` and closes (4408) a connection that has
+//!   sent nothing, not even a pong, for two intervals;
+//! - read/write buffers of a few KiB per connection instead of the 128 KiB default, because an
+//!   idle dashboard connection should cost kilobytes.
+
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use async_graphql::Data;
+use async_graphql::dataloader::DataLoader;
+use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, WebSocketProtocols, WsMessage};
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::loaders::DbLoader;
+use crate::auth::{self, Caller};
+use crate::startup::AppState;
+
+/// How long a new connection may take to send `connection_init`.
+const INIT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Per-connection socket buffers; messages are small GraphQL JSON.
+const BUFFER_BYTES: usize = 4 * 1024;
+/// Largest client message accepted (a subscribe with its query).
+const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
+pub fn upgrade(state: AppState, headers: &HeaderMap, upgrade: WebSocketUpgrade) -> Response {
+    let offered: Vec<String> = headers
+        .get("sec-websocket-protocol")
+        .and_then(|value| value.to_str().ok())
+        .map(|value| value.split(',').map(|p| p.trim().to_owned()).collect())
+        .unwrap_or_default();
+    let protocol = offered
+        .iter()
+        .find_map(|p| WebSocketProtocols::from_str(p).ok());
+    // An unknown subprotocol is echoed so the client's handshake completes and it can read the
+    // 4406 close that says why (without a selected protocol, clients drop the handshake).
+    let upgrade = match (&protocol, offered.first()) {
+        (None, Some(unknown)) => upgrade.protocols([unknown.clone()]),
+        _ => upgrade.protocols(ALL_WEBSOCKET_PROTOCOLS),
+    };
+    upgrade
+        .read_buffer_size(BUFFER_BYTES)
+        .write_buffer_size(BUFFER_BYTES)
+        .max_message_size(MAX_MESSAGE_BYTES)
+        .on_upgrade(move |socket| serve(state, protocol, socket))
+}
+
+fn close(code: u16, reason: &str) -> Message {
+    Message::Close(Some(CloseFrame {
+        code,
+        reason: reason.into(),
+    }))
+}
+
+/// Message types each protocol's client may send.
+fn known_client_types(protocol: WebSocketProtocols) -> &'static [&'static str] {
+    match protocol {
+        WebSocketProtocols::GraphQLWS => {
+            &["connection_init", "ping", "pong", "subscribe", "complete"]
+        }
+        WebSocketProtocols::SubscriptionsTransportWS => {
+            &["connection_init", "start", "stop", "connection_terminate"]
+        }
+    }
+}
+
+/// The `type` of a client message, or why it is not a protocol message.
+fn message_type(text: &str, protocol: WebSocketProtocols) -> Result<String, String> {
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|_| "message is not JSON".to_owned())?;
+    let kind = value
+        .get("type")
+        .and_then(serde_json::Value::as_str)
+        .ok_or_else(|| "message has no `type`".to_owned())?;
+    if known_client_types(protocol).contains(&kind) {
+        Ok(kind.to_owned())
+    } else {
+        Err(format!("unknown message type {kind:?}"))
+    }
+}
+
+/// The caller named by a `connection_init` payload (`{"authorization": "Bearer …"}`).
+fn caller_from_init(state: &AppState, text: &str) -> Option<Caller> {
+    let value: serde_json::Value = serde_json::from_str(text).ok()?;
+    let payload = value.get("payload")?;
+    let header = payload
+        .get("authorization")
+        .or_else(|| payload.get("Authorization"))
+        .and_then(serde_json::Value::as_str)?;
+    auth::authenticate(&state.config.api_keys, auth::bearer_token(header)?)
+}
+
+async fn serve(state: AppState, protocol: Option<WebSocketProtocols>, socket: WebSocket) {
+    let (mut sink, mut source) = socket.split();
+    let Some(protocol) = protocol else {
+        let _closing = sink.send(close(4406, "Subprotocol not acceptable")).await;
+        return;
+    };
+
+    let first = match tokio::time::timeout(INIT_TIMEOUT, source.next()).await {
+        Ok(Some(Ok(Message::Text(text)))) => text.to_string(),
+        Ok(_) => return,
+        Err(_elapsed) => {
+            let _closing = sink
+                .send(close(4408, "Connection initialisation timeout"))
+                .await;
+            return;
+        }
+    };
+    if message_type(&first, protocol).as_deref() != Ok("connection_init") {
+        let _closing = sink
+            .send(close(4401, "Unauthorized: send connection_init first"))
+            .await;
+        return;
+    }
+    let Some(caller) = caller_from_init(&state, &first) else {
+        tracing::warn!("websocket refused: missing or unknown API key");
+        let _closing = sink
+            .send(close(4403, "Forbidden: unknown or missing API key"))
+            .await;
+        return;
+    };
+
+    // Connection data: the caller, and a loader without a cache (a connection lives long;
+    // cached entities would go stale between events, while batching still merges the loads
+    // of many subscriptions resolving the same event).
+    let mut data = Data::default();
+    data.insert(caller);
+    data.insert(DataLoader::new(
+        DbLoader {
+            db: state.db.clone(),
+        },
+        tokio::spawn,
+    ));
+
+    let (to_engine, engine_input) = mpsc::channel::<Vec<u8>>(16);
+    if to_engine.send(first.into_bytes()).await.is_err() {
+        return;
+    }
+    let mut engine = async_graphql::http::WebSocket::new(
+        state.schema.clone(),
+        ReceiverStream::new(engine_input),
+        protocol,
+    )
+    .connection_data(data)
+    .on_connection_init(|_| async { Ok(Data::default()) });
+
+    let ping_every = Duration::from_secs(state.config.limits.ws_ping_interval_secs);
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
+    let mut last_heard = Instant::now();
+    loop {
+        tokio::select! {
+            incoming = source.next() => {
+                last_heard = Instant::now();
+                match incoming {
+                    Some(Ok(Message::Text(text))) => {
+                        if let Err(reason) = message_type(&text, protocol) {
+                            let _closing = sink.send(close(4400, &reason)).await;
+                            break;
+                        }
+                        if to_engine.send(text.as_bytes().to_vec()).await.is_err() {
+                            break;
+                        }
+                    }
+                    Some(Ok(Message::Binary(_))) => {
+                        let _closing = sink.send(close(4400, "binary messages are not part of the protocol")).await;
+                        break;
+                    }
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
+                }
+            }
+            outgoing = engine.next() => {
+                let message = match outgoing {
+                    Some(WsMessage::Text(text)) => Message::Text(text.into()),
+                    Some(WsMessage::Close(code, reason)) => close(code, &reason),
+                    None => break,
+                };
+                let closing = matches!(message, Message::Close(_));
+                if sink.send(message).await.is_err() || closing {
+                    break;
+                }
+            }
+            _ = ping.tick() => {
+                if last_heard.elapsed() > ping_every * 2 {
+                    tracing::info!("websocket closed: no answer to keep-alive pings");
+                    let _closing = sink.send(close(4408, "keep-alive timeout")).await;
+                    break;
+                }
+                if sink.send(Message::Ping(Vec::new().into())).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+}
