@@ -39,6 +39,20 @@ pub fn authenticate(keys: &[ApiKeyConfig], presented: &str) -> Option<Caller> {
     found
 }
 
+/// Authenticates against the config keys, then the database keys (`carebridge keys`).
+/// `Err` only when the database cannot be asked; an unknown key is `Ok(None)`.
+pub async fn authenticate_any(
+    config_keys: &[ApiKeyConfig],
+    db: &sea_orm::DatabaseConnection,
+    presented: &str,
+) -> Result<Option<Caller>, sea_orm::DbErr> {
+    if let Some(caller) = authenticate(config_keys, presented) {
+        return Ok(Some(caller));
+    }
+    let found = crate::store::keys::find_active(db, &sha256(presented.as_bytes())).await?;
+    Ok(found.map(|(key_name, scopes)| Caller { key_name, scopes }))
+}
+
 /// The key from an `Authorization: Bearer …` header value.
 pub fn bearer_token(header_value: &str) -> Option<&str> {
     let (scheme, token) = header_value.trim().split_once(' ')?;

@@ -42,6 +42,11 @@ pub enum Command {
     Migrate,
     /// Print the GraphQL schema (SDL).
     Schema,
+    /// Manage API keys stored in the database (hashed; a key is shown once).
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
     /// Post fixture files to a running gateway, signed (Chup) or tokenized as the vendor would,
     /// using the credentials of the configured sources. For demos and load tests.
     Replay {
@@ -58,6 +63,25 @@ pub enum Command {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum KeysAction {
+    /// Create a key and print it (once).
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Comma-separated: read, write, admin.
+        #[arg(long, value_delimiter = ',', required = true)]
+        scopes: Vec<String>,
+    },
+    /// List keys (names, scopes, created, revoked); never the keys themselves.
+    List,
+    /// Revoke a key by name; it stops working at once.
+    Revoke {
+        #[arg(long)]
+        name: String,
+    },
+}
+
 /// Runs the parsed command; every failure is one line on stderr and a non-zero exit.
 pub async fn run(cli: Cli) -> ExitCode {
     let result = match cli.command.unwrap_or(Command::Serve) {
@@ -67,6 +91,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             print!("{}", crate::graphql::sdl());
             Ok(())
         }
+        Command::Keys { action } => keys(cli.config, action).await,
         Command::Replay { to, source, files } => {
             replay(cli.config, &to, source.as_deref(), &files).await
         }
@@ -202,4 +227,66 @@ fn replay_request(base_url: &str, source: &SourceConfig, body: Vec<u8>) -> (Stri
         ),
         SourceCredential::UrlToken(token) => (format!("{url}?token={}", token.expose()), body),
     }
+}
+
+async fn keys(config_path: Option<PathBuf>, action: KeysAction) -> Result<(), String> {
+    use crate::store::keys;
+    let config = load_config(config_path)?;
+    let db = startup::open_database(&config)
+        .await
+        .map_err(|e| e.to_string())?;
+    let result = match action {
+        KeysAction::Create { name, scopes } => {
+            let mut parsed = Vec::new();
+            for scope in &scopes {
+                parsed.push(crate::config::Scope::parse(scope).ok_or_else(|| {
+                    format!("unknown scope {scope:?} (expected read, write or admin)")
+                })?);
+            }
+            let key = keys::create(&db, &name, &parsed)
+                .await
+                .map_err(|e| e.to_string())?;
+            let detail = serde_json::json!({ "name": name, "scopes": scopes });
+            crate::store::audit::record(&db, "cli", "keys.create", detail)
+                .await
+                .map_err(|e| format!("key created but not audited: {e}"))?;
+            println!("{key}");
+            eprintln!("key {name:?} created; it is shown only now, store it safely");
+            Ok(())
+        }
+        KeysAction::List => {
+            let rows = keys::list(&db)
+                .await
+                .map_err(|e| format!("cannot list keys: {e}"))?;
+            for row in rows {
+                let revoked = row.revoked_at.map_or("active".to_owned(), |at| {
+                    format!("revoked {}", at.to_rfc3339())
+                });
+                println!(
+                    "{}\t{}\tcreated {}\t{revoked}",
+                    row.name,
+                    row.scopes,
+                    row.created_at.to_rfc3339()
+                );
+            }
+            Ok(())
+        }
+        KeysAction::Revoke { name } => {
+            keys::revoke(&db, &name).await.map_err(|e| e.to_string())?;
+            crate::store::audit::record(
+                &db,
+                "cli",
+                "keys.revoke",
+                serde_json::json!({ "name": name }),
+            )
+            .await
+            .map_err(|e| format!("key revoked but not audited: {e}"))?;
+            eprintln!("key {name:?} revoked");
+            Ok(())
+        }
+    };
+    db.close()
+        .await
+        .map_err(|e| format!("closing database: {e}"))?;
+    result
 }

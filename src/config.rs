@@ -172,6 +172,15 @@ pub struct Limits {
     pub ws_ping_interval_secs: u64,
     /// Events held for live subscribers; one that falls further behind catches up from the log.
     pub event_buffer: usize,
+    /// Verified webhooks per second per source, sustained (429 with Retry-After above it).
+    /// A busy clinic sends a few per second; the default leaves room for bursts and replays.
+    pub webhook_rate_per_second: u32,
+    /// Verified webhooks per source that may arrive at once before the rate applies.
+    pub webhook_burst: u32,
+    /// Concurrent websocket connections (503 above it).
+    pub max_websocket_connections: usize,
+    /// Active subscriptions on one websocket connection.
+    pub max_subscriptions_per_connection: usize,
 }
 
 impl Default for Limits {
@@ -181,6 +190,10 @@ impl Default for Limits {
             request_timeout_secs: 30,
             ws_ping_interval_secs: 15,
             event_buffer: 4096,
+            webhook_rate_per_second: 200,
+            webhook_burst: 1000,
+            max_websocket_connections: 20_000,
+            max_subscriptions_per_connection: 50,
         }
     }
 }
@@ -586,6 +599,10 @@ impl RawConfig {
             || self.limits.request_timeout_secs == 0
             || self.limits.ws_ping_interval_secs == 0
             || self.limits.event_buffer == 0
+            || self.limits.webhook_rate_per_second == 0
+            || self.limits.webhook_burst == 0
+            || self.limits.max_websocket_connections == 0
+            || self.limits.max_subscriptions_per_connection == 0
         {
             return Err(invalid("limits", "limits must be greater than zero".into()));
         }

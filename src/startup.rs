@@ -37,6 +37,9 @@ pub struct AppState {
     pub bus: crate::bus::Bus,
     /// Statements run by the pool since start.
     pub statements: store::StatementCounter,
+    pub webhook_rate: Arc<crate::ingest::rate_limit::SourceRateLimit>,
+    /// One permit per open websocket connection.
+    pub websocket_slots: Arc<tokio::sync::Semaphore>,
 }
 
 pub struct Application {
@@ -79,6 +82,14 @@ impl Application {
         let mapper_config = Arc::new(crate::vendors::MapperConfig {
             vsee_status_codes: config.vsee_status_codes.clone(),
         });
+        let limits = &config.limits;
+        let webhook_rate = Arc::new(crate::ingest::rate_limit::SourceRateLimit::new(
+            limits.webhook_rate_per_second,
+            limits.webhook_burst,
+        ));
+        let websocket_slots = Arc::new(tokio::sync::Semaphore::new(
+            limits.max_websocket_connections,
+        ));
         let state = AppState {
             db,
             config,
@@ -87,6 +98,8 @@ impl Application {
             ingestor,
             bus,
             statements,
+            webhook_rate,
+            websocket_slots,
         };
         Ok(Application { listener, state })
     }

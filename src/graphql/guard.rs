@@ -12,7 +12,36 @@ pub struct RequireScope(pub Scope);
 
 impl Guard for RequireScope {
     async fn check(&self, ctx: &Context<'_>) -> async_graphql::Result<()> {
-        check_scope(ctx, self.0).map_err(Into::into)
+        check_scope(ctx, self.0)?;
+        if self.0 == Scope::Admin
+            && let (Some(trail), Some(field)) = (ctx.data_opt::<AuditTrail>(), ctx.path_node)
+        {
+            trail.note(field.field_name());
+        }
+        Ok(())
+    }
+}
+
+/// The admin-scoped fields a request resolved, written to the audit log once per request.
+#[derive(Clone, Default)]
+pub struct AuditTrail(std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>);
+
+impl AuditTrail {
+    pub fn note(&self, field: &str) {
+        // A poisoned lock only means another resolver panicked; the set is still usable.
+        let mut fields = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        fields.insert(field.to_owned());
+    }
+
+    pub fn fields(&self) -> Vec<String> {
+        let fields = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        fields.iter().cloned().collect()
     }
 }
 

@@ -143,10 +143,15 @@ async fn graphql_get(State(state): State<AppState>, request: axum::extract::Requ
     let (mut parts, _body) = request.into_parts();
     if wants_websocket {
         use axum::extract::FromRequestParts;
-        return match axum::extract::ws::WebSocketUpgrade::from_request_parts(&mut parts, &state)
-            .await
-        {
-            Ok(upgrade) => ws::upgrade(state, &parts.headers, upgrade),
+        let Ok(permit) = state.websocket_slots.clone().try_acquire_owned() else {
+            tracing::warn!("websocket refused: connection limit reached");
+            let message = "too many websocket connections; retry later";
+            return crate::http::error_response(StatusCode::SERVICE_UNAVAILABLE, message);
+        };
+        let upgrade =
+            axum::extract::ws::WebSocketUpgrade::from_request_parts(&mut parts, &state).await;
+        return match upgrade {
+            Ok(upgrade) => ws::upgrade(state, &parts.headers, upgrade, permit),
             Err(rejection) => rejection.into_response(),
         };
     }
@@ -177,15 +182,25 @@ async fn graphql_http(
             None,
         );
     };
-    let caller = match authenticate(&state, &headers) {
-        Some(caller) => caller,
-        None => {
+    let caller = match authenticate(&state, &headers).await {
+        Ok(Some(caller)) => caller,
+        Ok(None) => {
             let message = ApiError::Unauthenticated.message();
             return plain_error(
                 answer,
                 StatusCode::UNAUTHORIZED,
                 &message,
                 Some("UNAUTHENTICATED"),
+            );
+        }
+        Err(error) => {
+            tracing::error!(%error, "cannot check an API key: key store unavailable");
+            let message = "cannot check the API key right now; retry";
+            return plain_error(
+                answer,
+                StatusCode::SERVICE_UNAVAILABLE,
+                message,
+                Some("INTERNAL"),
             );
         }
     };
@@ -214,10 +229,21 @@ async fn graphql_http(
         tokio::spawn,
         async_graphql::dataloader::HashMapCache::default(),
     );
+    let trail = guard::AuditTrail::default();
+    let audit = AuditContext {
+        actor: caller.key_name.clone(),
+        operation: request.operation_name.clone(),
+        mutation_fields: if is_mutation(&request) {
+            root_fields(&request)
+        } else {
+            Vec::new()
+        },
+    };
     let response = state
         .schema
-        .execute(request.data(caller).data(loader))
+        .execute(request.data(caller).data(loader).data(trail.clone()))
         .await;
+    audit.record(&state, &trail).await;
     let status = if answer == Answer::GraphqlResponse
         && response.data == async_graphql::Value::Null
         && response.is_err()
@@ -245,10 +271,20 @@ async fn graphql_http(
         .with_status(status)
 }
 
-/// The caller for a bearer key, if the key is known.
-pub fn authenticate(state: &AppState, headers: &HeaderMap) -> Option<Caller> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    auth::authenticate(&state.config.api_keys, auth::bearer_token(value)?)
+/// The caller for a bearer key: `Ok(None)` for a missing or unknown key, `Err` when the key
+/// store cannot be asked.
+pub async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<Caller>, sea_orm::DbErr> {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(auth::bearer_token);
+    match presented {
+        Some(key) => auth::authenticate_any(&state.config.api_keys, &state.db, key).await,
+        None => Ok(None),
+    }
 }
 
 /// A GraphQL request from a GET query string or a POST JSON body.
@@ -319,6 +355,59 @@ fn parse_request(
         serde_json::from_value(value).map_err(|_| bad("not a GraphQL request".into()))?
     };
     Ok(request)
+}
+
+/// What the audit log needs of a request, taken before the request is consumed.
+struct AuditContext {
+    actor: String,
+    operation: Option<String>,
+    mutation_fields: Vec<String>,
+}
+
+impl AuditContext {
+    /// One row per request that ran a mutation or read an admin field. Failing to write it is
+    /// logged loudly; the caller's answer is already computed.
+    async fn record(self, state: &AppState, trail: &guard::AuditTrail) {
+        let admin_fields = trail.fields();
+        let (action, fields) = match (self.mutation_fields.is_empty(), admin_fields.is_empty()) {
+            (false, _) => ("mutation", self.mutation_fields),
+            (true, false) => ("admin_read", admin_fields),
+            (true, true) => return,
+        };
+        let detail = serde_json::json!({ "operation": self.operation, "fields": fields });
+        if let Err(error) =
+            crate::store::audit::record(&state.db, &self.actor, action, detail).await
+        {
+            tracing::error!(%error, action, "could not write the audit log");
+        }
+    }
+}
+
+/// The root field names of the selected operation (for the audit log).
+fn root_fields(request: &async_graphql::Request) -> Vec<String> {
+    use async_graphql::parser::types::{DocumentOperations, Selection};
+    let Ok(document) = async_graphql::parser::parse_query(&request.query) else {
+        return Vec::new();
+    };
+    let operation = match (&document.operations, request.operation_name.as_deref()) {
+        (DocumentOperations::Single(op), _) => Some(op),
+        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name),
+        (DocumentOperations::Multiple(_), None) => None,
+    };
+    operation
+        .map(|op| {
+            op.node
+                .selection_set
+                .node
+                .items
+                .iter()
+                .filter_map(|item| match &item.node {
+                    Selection::Field(field) => Some(field.node.name.node.to_string()),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Whether the selected operation is a mutation (GET must not run one).

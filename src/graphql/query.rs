@@ -456,6 +456,17 @@ impl AdminQuery {
         Ok(rows.into_iter().map(Alert).collect())
     }
 
+    /// The audit log, newest first: mutations and admin reads, by key name.
+    #[graphql(guard = "super::guard::RequireScope(crate::config::Scope::Admin)")]
+    async fn audit_log(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 100)] first: u64,
+    ) -> ApiResult<Vec<AuditEntry>> {
+        let rows = crate::store::audit::recent(db(ctx)?, Ord::min(first, 1000)).await?;
+        Ok(rows.into_iter().map(AuditEntry::from).collect())
+    }
+
     /// vCita webhook subscriptions managed through CareBridge.
     async fn vcita_subscriptions(&self, ctx: &Context<'_>) -> ApiResult<Vec<VcitaSubscription>> {
         let rows = vcita_subscription::Entity::find()

@@ -35,7 +35,14 @@ const BUFFER_BYTES: usize = 4 * 1024;
 /// Largest client message accepted (a subscribe with its query).
 const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 
-pub fn upgrade(state: AppState, headers: &HeaderMap, upgrade: WebSocketUpgrade) -> Response {
+/// `permit` is this connection's slot among `max_websocket_connections`; it is released when
+/// the connection ends.
+pub fn upgrade(
+    state: AppState,
+    headers: &HeaderMap,
+    upgrade: WebSocketUpgrade,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) -> Response {
     let offered: Vec<String> = headers
         .get("sec-websocket-protocol")
         .and_then(|value| value.to_str().ok())
@@ -54,7 +61,10 @@ pub fn upgrade(state: AppState, headers: &HeaderMap, upgrade: WebSocketUpgrade) 
         .read_buffer_size(BUFFER_BYTES)
         .write_buffer_size(BUFFER_BYTES)
         .max_message_size(MAX_MESSAGE_BYTES)
-        .on_upgrade(move |socket| serve(state, protocol, socket))
+        .on_upgrade(move |socket| async move {
+            serve(state, protocol, socket).await;
+            drop(permit);
+        })
 }
 
 fn close(code: u16, reason: &str) -> Message {
@@ -76,30 +86,69 @@ fn known_client_types(protocol: WebSocketProtocols) -> &'static [&'static str] {
     }
 }
 
-/// The `type` of a client message, or why it is not a protocol message.
-fn message_type(text: &str, protocol: WebSocketProtocols) -> Result<String, String> {
+/// A client message's `type` and `id`, or why it is not a protocol message.
+fn message_type(
+    text: &str,
+    protocol: WebSocketProtocols,
+) -> Result<(String, Option<String>), String> {
     let value: serde_json::Value =
         serde_json::from_str(text).map_err(|_| "message is not JSON".to_owned())?;
     let kind = value
         .get("type")
         .and_then(serde_json::Value::as_str)
         .ok_or_else(|| "message has no `type`".to_owned())?;
-    if known_client_types(protocol).contains(&kind) {
-        Ok(kind.to_owned())
-    } else {
-        Err(format!("unknown message type {kind:?}"))
+    if !known_client_types(protocol).contains(&kind) {
+        return Err(format!("unknown message type {kind:?}"));
     }
+    let id = value
+        .get("id")
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_owned);
+    Ok((kind.to_owned(), id))
+}
+
+/// The id of a subscription the server just ended (`complete` or `error`), if `text` is one.
+/// Only such messages are parsed; a `next` carries data and is passed through untouched.
+fn ended_subscription(text: &str) -> Option<String> {
+    if !(text.contains(r#""type":"complete""#) || text.contains(r#""type":"error""#)) {
+        return None;
+    }
+    let value: serde_json::Value = serde_json::from_str(text).ok()?;
+    value
+        .get("id")
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_owned)
+}
+
+/// Tells the client one subscription was refused, in its protocol's words.
+fn refusal(protocol: WebSocketProtocols, id: &str, message: &str) -> Message {
+    let payload = match protocol {
+        WebSocketProtocols::GraphQLWS => serde_json::json!([{ "message": message }]),
+        WebSocketProtocols::SubscriptionsTransportWS => serde_json::json!({ "message": message }),
+    };
+    Message::Text(
+        serde_json::json!({ "id": id, "type": "error", "payload": payload })
+            .to_string()
+            .into(),
+    )
 }
 
 /// The caller named by a `connection_init` payload (`{"authorization": "Bearer …"}`).
-fn caller_from_init(state: &AppState, text: &str) -> Option<Caller> {
+async fn caller_from_init(state: &AppState, text: &str) -> Option<Caller> {
     let value: serde_json::Value = serde_json::from_str(text).ok()?;
     let payload = value.get("payload")?;
     let header = payload
         .get("authorization")
         .or_else(|| payload.get("Authorization"))
         .and_then(serde_json::Value::as_str)?;
-    auth::authenticate(&state.config.api_keys, auth::bearer_token(header)?)
+    let key = auth::bearer_token(header)?;
+    match auth::authenticate_any(&state.config.api_keys, &state.db, key).await {
+        Ok(caller) => caller,
+        Err(error) => {
+            tracing::error!(%error, "cannot check an API key: key store unavailable");
+            None
+        }
+    }
 }
 
 async fn serve(state: AppState, protocol: Option<WebSocketProtocols>, socket: WebSocket) {
@@ -119,13 +168,13 @@ async fn serve(state: AppState, protocol: Option<WebSocketProtocols>, socket: We
             return;
         }
     };
-    if message_type(&first, protocol).as_deref() != Ok("connection_init") {
+    if !matches!(message_type(&first, protocol), Ok((kind, _)) if kind == "connection_init") {
         let _closing = sink
             .send(close(4401, "Unauthorized: send connection_init first"))
             .await;
         return;
     }
-    let Some(caller) = caller_from_init(&state, &first) else {
+    let Some(caller) = caller_from_init(&state, &first).await else {
         tracing::warn!("websocket refused: missing or unknown API key");
         let _closing = sink
             .send(close(4403, "Forbidden: unknown or missing API key"))
@@ -160,15 +209,37 @@ async fn serve(state: AppState, protocol: Option<WebSocketProtocols>, socket: We
     let ping_every = Duration::from_secs(state.config.limits.ws_ping_interval_secs);
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
     let mut last_heard = Instant::now();
+    let max_subscriptions = state.config.limits.max_subscriptions_per_connection;
+    // Ids of this connection's running subscriptions.
+    let mut active: std::collections::HashSet<String> = std::collections::HashSet::new();
     loop {
         tokio::select! {
             incoming = source.next() => {
                 last_heard = Instant::now();
                 match incoming {
                     Some(Ok(Message::Text(text))) => {
-                        if let Err(reason) = message_type(&text, protocol) {
-                            let _closing = sink.send(close(4400, &reason)).await;
-                            break;
+                        let (kind, id) = match message_type(&text, protocol) {
+                            Ok(parsed) => parsed,
+                            Err(reason) => {
+                                let _closing = sink.send(close(4400, &reason)).await;
+                                break;
+                            }
+                        };
+                        match (kind.as_str(), id) {
+                            ("subscribe" | "start", Some(id)) if !active.contains(&id) => {
+                                if active.len() >= max_subscriptions {
+                                    let message = format!("at most {max_subscriptions} subscriptions per connection");
+                                    if sink.send(refusal(protocol, &id, &message)).await.is_err() {
+                                        break;
+                                    }
+                                    continue;
+                                }
+                                active.insert(id);
+                            }
+                            ("complete" | "stop", Some(id)) => {
+                                active.remove(&id);
+                            }
+                            _ => {}
                         }
                         if to_engine.send(text.as_bytes().to_vec()).await.is_err() {
                             break;
@@ -184,7 +255,12 @@ async fn serve(state: AppState, protocol: Option<WebSocketProtocols>, socket: We
             }
             outgoing = engine.next() => {
                 let message = match outgoing {
-                    Some(WsMessage::Text(text)) => Message::Text(text.into()),
+                    Some(WsMessage::Text(text)) => {
+                        if let Some(id) = ended_subscription(&text) {
+                            active.remove(&id);
+                        }
+                        Message::Text(text.into())
+                    }
                     Some(WsMessage::Close(code, reason)) => close(code, &reason),
                     None => break,
                 };

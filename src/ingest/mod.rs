@@ -17,6 +17,8 @@ use crate::startup::AppState;
 use crate::store::ingest::{Inbound, Recorded};
 use crate::vendors::{self, Credentials, Unverified, VerifyError, Webhook};
 
+pub mod rate_limit;
+
 pub fn router() -> Router<AppState> {
     Router::new().route("/webhooks/{source_id}", post(receive))
 }
@@ -50,6 +52,8 @@ pub enum IngestError {
     Rejected { id: i64, reason: String },
     #[error("storage unavailable; retry later")]
     StorageUnavailable,
+    #[error("too many deliveries for this source; retry after {0} s")]
+    RateLimited(u64),
     /// The source's credential does not fit its vendor: our configuration, not the sender.
     #[error("this source is misconfigured on the gateway; its operator has been told")]
     Misconfigured,
@@ -63,6 +67,7 @@ impl IntoResponse for IngestError {
             IngestError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             IngestError::Malformed(_) | IngestError::Rejected { .. } => StatusCode::BAD_REQUEST,
             IngestError::StorageUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            IngestError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             IngestError::Misconfigured => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let mut body = serde_json::json!({ "error": self.to_string() });
@@ -70,7 +75,13 @@ impl IntoResponse for IngestError {
             body["id"] = (*id).into();
             body["status"] = "REJECTED".into();
         }
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if let IngestError::RateLimited(seconds) = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }
 
@@ -105,6 +116,12 @@ async fn receive(
         }
     })?;
 
+    if let Err(wait) = state.webhook_rate.check(source.id.as_str()) {
+        tracing::warn!("webhook refused: source over its rate limit");
+        return Err(IngestError::RateLimited(
+            wait.as_secs_f64().ceil().max(1.0) as u64
+        ));
+    }
     let normalized = vendors::normalize(&verified, &state.mapper_config);
     if let Ok(delivery) = &normalized {
         tracing::Span::current().record("event", delivery.event_type.as_deref().unwrap_or("-"));

@@ -2,8 +2,10 @@
 //! transactions that apply normalized changes. Handlers never touch sea-orm directly; they call
 //! the functions here, which keeps every transaction boundary in one place.
 
+pub mod audit;
 pub mod events;
 pub mod ingest;
+pub mod keys;
 
 use std::time::Duration;
 

@@ -8,5 +8,6 @@ mod graphql_basics;
 mod graphql_queries;
 mod health;
 mod lifecycle;
+mod security;
 mod subscriptions;
 mod webhooks;

@@ -657,3 +657,26 @@ impl DomainEvent {
         }
     }
 }
+
+/// One audit log entry.
+#[derive(SimpleObject, Clone)]
+pub struct AuditEntry {
+    pub at: DateTime<Utc>,
+    /// The API key name (or `cli`).
+    pub actor: String,
+    /// mutation | admin_read | keys.create | keys.revoke
+    pub action: String,
+    /// Operation and field names; never argument values.
+    pub detail: Json<serde_json::Value>,
+}
+
+impl From<entity::audit_log::Model> for AuditEntry {
+    fn from(row: entity::audit_log::Model) -> AuditEntry {
+        AuditEntry {
+            at: row.at,
+            actor: row.actor,
+            action: row.action,
+            detail: Json(row.detail),
+        }
+    }
+}
