@@ -157,11 +157,14 @@ const POLL_WHILE_NOT_LIVE_MS = 5_000;
 function usePollWhileNotLive(status: LiveStatus, refreshAll: () => void) {
   const refresh = useRef(refreshAll);
   refresh.current = refreshAll;
+  // Keyed on live / not live only: the state flips between reconnecting and offline on every
+  // retry, which must not restart the timer.
+  const isLive = status.state === 'live';
   useEffect(() => {
-    if (status.state === 'live') return;
+    if (isLive) return;
     const timer = window.setInterval(() => refresh.current(), POLL_WHILE_NOT_LIVE_MS);
     return () => window.clearInterval(timer);
-  }, [status.state]);
+  }, [isLive]);
 }
 
 // ---------------------------------------------------------------- waiting room
@@ -344,11 +347,15 @@ function StaffDashboard({
   const status = useEventStream(apiKey, STAFF_EVENTS, undefined, onEvent, refreshAll);
   usePollWhileNotLive(status, refreshAll);
 
-  const clock = useMemo(
-    () => new Intl.DateTimeFormat(undefined, { timeZone: view.timeZone, hour: '2-digit', minute: '2-digit', second: '2-digit' }),
-    [view.timeZone],
-  );
+  const [clock, clockSeconds] = useMemo(() => {
+    const options = { timeZone: view.timeZone, hour: '2-digit', minute: '2-digit' } as const;
+    return [
+      new Intl.DateTimeFormat(undefined, options),
+      new Intl.DateTimeFormat(undefined, { ...options, second: '2-digit' }),
+    ];
+  }, [view.timeZone]);
   const time = (iso?: string | null) => (iso ? clock.format(new Date(iso)) : '—');
+  const timeSeconds = (iso?: string | null) => (iso ? clockSeconds.format(new Date(iso)) : '—');
   const vendorOf = (sourceId: string) => sources.find((s) => s.id === sourceId)?.vendor ?? '';
   const boards = boardsByService(tickets);
   const isToday = view.day === localDay();
@@ -507,7 +514,7 @@ function StaffDashboard({
           <ol className="feed" data-testid="event-feed">
             {feed.map((e) => (
               <li key={e.cursor} data-kind={e.kind}>
-                <time>{time(e.recordedAt ?? e.occurredAt)}</time>
+                <time>{timeSeconds(e.recordedAt ?? e.occurredAt)}</time>
                 <span className="kind">{e.kind}</span>
                 <span className="source">{e.sourceId ?? ''}</span>
                 <span className="summary">{summarize(e.payload)}</span>

@@ -114,7 +114,8 @@ export class EventStream {
       },
       on: {
         connecting: (isRetry) => {
-          if (!navigator.onLine) return;
+          // Once offline, stay offline until a connection succeeds (retries go on meanwhile).
+          if (!navigator.onLine || this.failures >= OFFLINE_AFTER_FAILURES) return;
           options.onState(isRetry || this.everConnected ? 'reconnecting' : 'connecting');
         },
         connected: (_socket, _payload, wasRetry) => {
@@ -153,12 +154,19 @@ export class EventStream {
         }
       },
       error: (error) => {
-        // The server refused the subscription (or the socket closed for good): start over
-        // after a pause, from the last cursor.
+        // The server ended the subscription (or the socket closed for good): start over after
+        // a pause, from the last cursor. A cursor the server no longer has (history pruned, or
+        // a database reset) asks for a resync: reload everything and follow from now.
         this.dispose = null;
-        const detail = Array.isArray(error)
-          ? error.map((e: { message: string }) => e.message).join('; ')
-          : 'subscription ended';
+        const errors: GraphQLError[] = Array.isArray(error) ? error : [];
+        const detail = errors.length ? errors.map((e) => e.message).join('; ') : 'subscription ended';
+        if (errors.some(needsResync)) {
+          this.lastCursor = null;
+          this.payload.variables.after = null;
+          this.options.onReconnected();
+          this.scheduleRestart(500);
+          return;
+        }
         this.options.onState('offline', detail);
         this.scheduleRestart();
       },
@@ -179,12 +187,12 @@ export class EventStream {
     void this.client.dispose();
   }
 
-  private scheduleRestart(): void {
+  private scheduleRestart(delayMs = 5_000): void {
     if (this.stopped || this.retryTimer !== null) return;
     this.retryTimer = window.setTimeout(() => {
       this.retryTimer = null;
       this.start();
-    }, 5_000);
+    }, delayMs);
   }
 
   private deliver(event: StreamEvent): void {
@@ -193,6 +201,12 @@ export class EventStream {
     this.payload.variables.after = event.cursor;
     this.options.onEvent(event);
   }
+}
+
+/** The server's answer to a cursor it cannot resume from (`extensions.resync`). */
+function needsResync(error: GraphQLError): boolean {
+  const extensions = error.extensions as { resync?: boolean } | undefined;
+  return extensions?.resync === true || /resync/i.test(error.message);
 }
 
 /** Cursor order: numeric when both are numbers (as CareBridge's are), else "different". */

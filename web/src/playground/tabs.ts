@@ -14,8 +14,10 @@ export function starterTabs(): TabDefinition[] {
   return [
     {
       query: `# Welcome to the CareBridge playground.
-# Enter your API key above (it is sent as "Authorization: Bearer <key>" and in the websocket's
-# connection_init). The tabs hold starter operations; ids are global ids: find them here.
+# Enter your API key in the bar above: it is sent as
+# "Authorization: Bearer <key>" and in the websocket's
+# connection_init. The tabs hold starter operations;
+# ids are global ids: find them here.
 query Overview {
   sources { id vendor webhookPath lastDeliveryAt failedDeliveries }
   services { id name sourceId }
