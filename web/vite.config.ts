@@ -6,6 +6,13 @@ import { resolve } from 'node:path';
 import { defineConfig } from 'vite';
 
 export default defineConfig({
+  // `npm run dev`: the pages with hot reload, /graphql (HTTP and websocket) proxied to a running
+  // gateway (CAREBRIDGE_URL, default the development address).
+  server: {
+    proxy: {
+      '/graphql': { target: process.env.CAREBRIDGE_URL ?? 'http://127.0.0.1:8080', ws: true },
+    },
+  },
   build: {
     // Hashed file names under assets/ are what the gateway caches for a year.
     assetsDir: 'assets',

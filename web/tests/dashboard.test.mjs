@@ -137,9 +137,13 @@ test('after the gateway restarts, the stream resumes from the last cursor it saw
 });
 
 test('the dashboard of a clinic day (screenshot for the README)', async () => {
+  await page.goto(`${gateway.url}/?date=${STORY_DAY}&tz=${encodeURIComponent(STORY_ZONE)}`);
+  if (live) {
+    await page.locator('[data-testid="connection-state"][data-state="live"]').waitFor({ timeout: 10_000 });
+  }
+  // Posted while the page is open, so the live feed and the per-minute charts show them.
   const answers = await postStory(gateway);
   assert.ok(answers.every((a) => a.status === 200 || a.status === 400), JSON.stringify(answers));
-  await page.goto(`${gateway.url}/?date=${STORY_DAY}&tz=${encodeURIComponent(STORY_ZONE)}`);
   await page.locator('.board [data-ticket="19308"]').waitFor();
   await page.locator('[data-testid="inbox"]').waitFor();
   await eventually('the appointments of three vendors', async () =>

@@ -127,11 +127,22 @@ export async function graphql(gateway, query, variables = {}) {
   return response.json();
 }
 
-/** Whether the gateway's schema has `subscription { events }` (the live stream). */
+/**
+ * Whether the gateway serves `subscription { events }` (the live stream). Tests that need it
+ * are skipped without it — but only while the committed `schema.graphql` has no subscriptions
+ * either: once it declares them, a gateway without them is a failure, not a skip.
+ */
 export async function hasEventSubscription(gateway) {
   const answer = await graphql(gateway, '{ __schema { subscriptionType { fields { name } } } }');
   const fields = answer.data?.__schema?.subscriptionType?.fields ?? [];
-  return fields.some((field) => field.name === 'events');
+  const served = fields.some((field) => field.name === 'events');
+  const declared = /type Subscription\s*\{[^}]*\bevents\(/.test(
+    readFileSync(join(REPO, 'schema.graphql'), 'utf8'),
+  );
+  if (declared && !served) {
+    throw new Error('schema.graphql declares subscription { events } but the gateway does not serve it');
+  }
+  return served;
 }
 
 export const NO_SUBSCRIPTIONS =

@@ -48,6 +48,7 @@ test('the playground loads from the gateway, takes the key and runs a query', as
   }
 
   await page.locator('.graphiql-tab', { hasText: 'Overview' }).first().click();
+  await page.locator('.graphiql-tab-active', { hasText: 'Overview' }).waitFor();
   await page.locator('.graphiql-execute-button').click();
   await eventually('the Overview query result', async () => (await responseText()).includes('chup-dev'), 15_000);
   const text = await responseText();
@@ -65,6 +66,8 @@ test('the playground runs a live events subscription and receives a webhook\'s e
     sockets.push(frames);
   });
   await page.locator('.graphiql-tab', { hasText: 'LiveEvents' }).first().click();
+  await page.locator('.graphiql-tab-active', { hasText: 'LiveEvents' }).waitFor();
+  await page.locator('.graphiql-query-editor', { hasText: 'subscription LiveEvents' }).waitFor();
   await page.locator('.graphiql-execute-button').click();
   // The subscription is running once the key went out in connection_init and it subscribed.
   await eventually('connection_init with the key, then subscribe', () =>

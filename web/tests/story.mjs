@@ -44,6 +44,10 @@ export async function postStory(gateway) {
   const deliveries = [];
   const add = (vendor, body) => deliveries.push([vendor, body]);
 
+  // The inbox: an event no mapper handles, and a body that is not vCita's shape.
+  add('vcita', fixture('vcita/pivot_event.json'));
+  add('vcita', '{"not":"a vcita webhook"}');
+
   // Walk-in queue (Chup), two services.
   const tickets = [
     ticket(19301, 'Nur Aina', 220, 'Registration', '2024-01-17T08:02:00+08:00', 'SERVED', 5, '2024-01-17T08:20:00+08:00'),
@@ -93,10 +97,6 @@ export async function postStory(gateway) {
   }
   cancelled.created = epoch('2024-01-17T07:31:00+08:00');
   add('vsee', cancelled);
-
-  // The inbox: an event no mapper handles, and a body that is not vCita's shape.
-  add('vcita', fixture('vcita/pivot_event.json'));
-  add('vcita', '{"not":"a vcita webhook"}');
 
   const answers = [];
   for (const [vendor, body] of deliveries) {

@@ -5,8 +5,9 @@ import 'graphiql/setup-workers/vite';
 import 'graphiql/style.css';
 import './playground.css';
 
-import { createGraphiQLFetcher } from '@graphiql/toolkit';
+import { createGraphiQLFetcher, type Fetcher } from '@graphiql/toolkit';
 import { GraphiQL } from 'graphiql';
+import { GraphQLError } from 'graphql';
 import { StrictMode, useMemo, useState } from 'react';
 import { createRoot } from 'react-dom/client';
 
@@ -17,14 +18,17 @@ function Playground() {
   const [key, setKey] = useState(loadApiKey);
   const [draft, setDraft] = useState(key);
   const tabs = useMemo(starterTabs, []);
-  const fetcher = useMemo(
+  const fetcher: Fetcher = useMemo(
     () =>
-      createGraphiQLFetcher({
-        url: graphqlHttpUrl(),
-        subscriptionUrl: graphqlWsUrl(),
-        headers: key ? { Authorization: bearer(key) } : {},
-        wsConnectionParams: key ? { authorization: bearer(key) } : {},
-      }),
+      key
+        ? createGraphiQLFetcher({
+            url: graphqlHttpUrl(),
+            subscriptionUrl: graphqlWsUrl(),
+            headers: { Authorization: bearer(key) },
+            wsConnectionParams: { authorization: bearer(key) },
+          })
+        : // Without a key every request would be a 401: say what to do instead.
+          async () => ({ errors: [new GraphQLError('Enter your API key in the bar above, then run again.')] }),
     [key],
   );
   const save = (event: React.FormEvent) => {
