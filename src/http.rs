@@ -29,6 +29,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .merge(crate::graphql::router())
         .merge(crate::ingest::router())
+        .merge(crate::web::router())
         .fallback(not_found)
         .with_state(state)
         .layer(RequestBodyLimitLayer::new(max_body_bytes))

@@ -15,6 +15,8 @@
 //! - [`auth`]: API keys and scopes.
 //! - [`startup`]: `Application::build` (config + listener → running app), shutdown signal.
 //! - [`http`]: the router and its layers.
+//! - [`web`]: the dashboard (`/`) and playground (`/playground/`), built by `build.rs` and
+//!   embedded.
 //! - [`telemetry`]: structured logs with request ids.
 //! - [`cli`]: the `carebridge` command line.
 //!
@@ -34,3 +36,4 @@ pub mod startup;
 pub mod store;
 pub mod telemetry;
 pub mod vendors;
+pub mod web;
