@@ -143,6 +143,10 @@ pub struct ChupConfig {
     pub api_key: Secret,
     pub business_id: String,
     pub email: String,
+    /// Attempts per alert before it is marked FAILED.
+    pub max_attempts: i32,
+    /// First retry delay; doubles per attempt (with jitter) up to five minutes.
+    pub retry_base_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -210,6 +214,9 @@ pub enum Mode {
 pub struct Config {
     pub mode: Mode,
     pub listen: SocketAddr,
+    /// How vendors reach this gateway (e.g. `https://carebridge.clinic.example`); used to build
+    /// the webhook URL of a source when subscribing it at vCita.
+    pub public_url: Option<String>,
     /// May carry a password, hence `Secret`.
     pub database_url: Secret,
     pub sources: Vec<SourceConfig>,
@@ -351,6 +358,7 @@ impl Config {
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     listen: Option<String>,
+    public_url: Option<String>,
     database_url: Option<String>,
     #[serde(default)]
     sources: Vec<RawSource>,
@@ -390,6 +398,8 @@ struct RawChup {
     api_key: String,
     business_id: String,
     email: String,
+    max_attempts: Option<i32>,
+    retry_base_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -559,6 +569,8 @@ impl RawConfig {
             api_key: Secret(raw.api_key),
             business_id: raw.business_id,
             email: raw.email,
+            max_attempts: raw.max_attempts.unwrap_or(8).max(1),
+            retry_base_ms: raw.retry_base_ms.unwrap_or(1000).max(1),
         });
 
         let vcita = match self.vcita {
@@ -607,9 +619,21 @@ impl RawConfig {
             return Err(invalid("limits", "limits must be greater than zero".into()));
         }
 
+        let public_url = self
+            .public_url
+            .map(|url| url.trim_end_matches('/').to_owned());
+        if let Some(url) = &public_url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            return Err(invalid(
+                "public_url",
+                format!("{url:?} must start with https:// or http://"),
+            ));
+        }
         Ok(Config {
             mode,
             listen,
+            public_url,
             database_url: Secret(database_url),
             sources,
             api_keys,

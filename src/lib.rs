@@ -11,6 +11,7 @@
 //! - [`ingest`]: `POST /webhooks/{source_id}`.
 //! - [`bus`]: in-process fan-out of committed domain events.
 //! - [`graphql`]: the API schema and `/graphql`.
+//! - [`outbound`]: Chup alerts (the outbox worker) and vCita subscriptions.
 //! - [`store`]: sea-orm persistence: connect, migrate, transactions.
 //! - [`auth`]: API keys and scopes.
 //! - [`startup`]: `Application::build` (config + listener → running app), shutdown signal.
@@ -32,6 +33,7 @@ pub mod domain;
 pub mod graphql;
 pub mod http;
 pub mod ingest;
+pub mod outbound;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

@@ -45,6 +45,8 @@ pub struct AppState {
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    /// Background tasks (event tailer, PostgreSQL listener, alert outbox), stopped with the app.
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Application {
@@ -75,9 +77,24 @@ impl Application {
                     url: redact_url(config.database_url.expose()),
                     source: source.into(),
                 })?;
-        bus.spawn_tailer(db.clone(), latest);
-        bus.spawn_listener(&db);
-        let schema = crate::graphql::build(db.clone(), config.clone(), bus.clone());
+        let mut tasks = vec![bus.spawn_tailer(db.clone(), latest)];
+        tasks.extend(bus.spawn_listener(&db));
+        let outbound = crate::outbound::Outbound::from_config(&config);
+        if let (Some(chup), Some(chup_config)) = (&outbound.chup, &config.chup) {
+            let outbox = crate::outbound::outbox::Outbox {
+                db: db.clone(),
+                bus: bus.clone(),
+                chup: chup.clone(),
+                policy: crate::outbound::outbox::RetryPolicy {
+                    max_attempts: chup_config.max_attempts,
+                    base: std::time::Duration::from_millis(chup_config.retry_base_ms),
+                    cap: std::time::Duration::from_secs(300),
+                },
+                wake: outbound.outbox_wake.clone(),
+            };
+            tasks.push(outbox.spawn());
+        }
+        let schema = crate::graphql::build(db.clone(), config.clone(), bus.clone(), outbound);
         let ingestor = Arc::new(crate::store::ingest::Ingestor::new(db.clone(), bus.clone()));
         let mapper_config = Arc::new(crate::vendors::MapperConfig {
             vsee_status_codes: config.vsee_status_codes.clone(),
@@ -101,7 +118,11 @@ impl Application {
             webhook_rate,
             websocket_slots,
         };
-        Ok(Application { listener, state })
+        Ok(Application {
+            listener,
+            state,
+            tasks,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -121,11 +142,16 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let router = crate::http::router(self.state.clone());
-        axum::serve(self.listener, router)
+        let served = axum::serve(self.listener, router)
             .with_graceful_shutdown(shutdown)
-            .await?;
-        self.state.db.close_by_ref().await.ok();
-        Ok(())
+            .await;
+        for task in &self.tasks {
+            task.abort();
+        }
+        if let Err(error) = self.state.db.close_by_ref().await {
+            tracing::warn!(%error, "closing the database pool at shutdown failed");
+        }
+        served
     }
 }
 

@@ -16,6 +16,9 @@ pub enum ApiError {
     /// A subscription cursor older than the retained event history: the client must reload
     /// current state. Code `BAD_USER_INPUT` with `extensions.resync = true`.
     ResyncRequired(String),
+    /// A vendor refused or failed a call; the message is ours, with the vendor's documented
+    /// answer where there is one.
+    Vendor(String),
     Internal,
 }
 
@@ -26,6 +29,7 @@ impl ApiError {
             ApiError::BadUserInput(_) | ApiError::ResyncRequired(_) => "BAD_USER_INPUT",
             ApiError::Unauthenticated => "UNAUTHENTICATED",
             ApiError::Forbidden(_) => "FORBIDDEN",
+            ApiError::Vendor(_) => "VENDOR_ERROR",
             ApiError::Internal => "INTERNAL",
         }
     }
@@ -34,6 +38,7 @@ impl ApiError {
         match self {
             ApiError::NotFound(what) => format!("{what} not found"),
             ApiError::BadUserInput(message) | ApiError::ResyncRequired(message) => message.clone(),
+            ApiError::Vendor(message) => message.clone(),
             ApiError::Unauthenticated => {
                 "an API key is required: send `Authorization: Bearer <key>`".to_owned()
             }

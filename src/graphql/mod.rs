@@ -13,6 +13,7 @@ mod filters;
 mod guard;
 mod ids;
 mod loaders;
+mod mutation;
 mod query;
 mod subscription;
 mod types;
@@ -20,8 +21,8 @@ mod ws;
 
 use std::sync::Arc;
 
+use async_graphql::Schema;
 use async_graphql::dataloader::DataLoader;
-use async_graphql::{EmptyMutation, Schema};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
@@ -35,10 +36,11 @@ use crate::config::Config;
 use crate::startup::AppState;
 
 pub use error::ApiError;
+pub use mutation::Mutation;
 pub use query::Query;
 pub use subscription::Subscription;
 
-pub type CareBridgeSchema = Schema<Query, EmptyMutation, Subscription>;
+pub type CareBridgeSchema = Schema<Query, Mutation, Subscription>;
 
 /// Deep enough for the GraphiQL introspection query (depth 13), too shallow for a query that
 /// walks client → appointments → client … without end.
@@ -47,8 +49,8 @@ pub const MAX_DEPTH: usize = 15;
 /// fine and nested pages of 100 are not.
 pub const MAX_COMPLEXITY: usize = 5_000;
 
-pub fn schema_builder() -> async_graphql::SchemaBuilder<Query, EmptyMutation, Subscription> {
-    Schema::build(Query::default(), EmptyMutation, Subscription)
+pub fn schema_builder() -> async_graphql::SchemaBuilder<Query, Mutation, Subscription> {
+    Schema::build(Query::default(), Mutation::default(), Subscription)
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)
 }
@@ -58,8 +60,14 @@ pub fn build(
     db: DatabaseConnection,
     config: Arc<Config>,
     bus: crate::bus::Bus,
+    outbound: crate::outbound::Outbound,
 ) -> CareBridgeSchema {
-    schema_builder().data(db).data(config).data(bus).finish()
+    schema_builder()
+        .data(db)
+        .data(config)
+        .data(bus)
+        .data(outbound)
+        .finish()
 }
 
 /// The SDL of the schema, as committed in `schema.graphql`.

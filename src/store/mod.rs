@@ -6,6 +6,7 @@ pub mod audit;
 pub mod events;
 pub mod ingest;
 pub mod keys;
+pub mod outbound;
 
 use std::time::Duration;
 

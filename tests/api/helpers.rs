@@ -75,8 +75,13 @@ impl TestApp {
         format!("http://{}{}", self.address, path)
     }
 
-    /// Stops the server gracefully and waits for it.
+    /// Stops the server gracefully and waits for it; the database is dropped with `self`.
     pub async fn stop(mut self) {
+        self.shut_down().await;
+    }
+
+    /// Stops the server but keeps the database (another app may still be using it).
+    pub async fn shut_down(&mut self) {
         if let Some(shutdown) = self.shutdown.take() {
             let _ignored_if_already_stopped = shutdown.send(());
         }
@@ -100,6 +105,11 @@ pub async fn spawn_app_with(config_toml: &str) -> TestApp {
 
 /// A second gateway process on the same database as `app` (a replica behind a balancer).
 pub async fn spawn_replica(app: &TestApp) -> TestApp {
+    spawn_replica_with(app, &test_config_toml("")).await
+}
+
+/// A replica with its own config text.
+pub async fn spawn_replica_with(app: &TestApp, config_toml: &str) -> TestApp {
     let database = match &app.database {
         TestDatabase::Postgres { server_url, name } => TestDatabase::Shared {
             url: replace_database_name(server_url, name),
@@ -109,7 +119,7 @@ pub async fn spawn_replica(app: &TestApp) -> TestApp {
         },
         TestDatabase::Shared { url } => TestDatabase::Shared { url: url.clone() },
     };
-    spawn_app_on(&test_config_toml(""), database).await
+    spawn_app_on(config_toml, database).await
 }
 
 async fn spawn_app_on(config_toml: &str, database: TestDatabase) -> TestApp {

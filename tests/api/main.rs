@@ -4,10 +4,12 @@
 
 mod helpers;
 
+mod fake_vendors;
 mod graphql_basics;
 mod graphql_queries;
 mod health;
 mod lifecycle;
+mod outbound;
 mod security;
 mod subscriptions;
 mod webhooks;

@@ -1,0 +1,254 @@
+//! Mutation root: everything that acts on a vendor needs the `write` scope. Resolvers validate
+//! input, call one store or outbound function, and map the outcome; vendor failures become a
+//! `VENDOR_ERROR` with the vendor's documented answer, never a client library's text.
+
+use std::sync::Arc;
+
+use async_graphql::{Context, ID, InputObject, MergedObject, Object};
+use entity::ids::QueueEntryId;
+use sea_orm::{DatabaseConnection, EntityTrait};
+
+use super::error::{ApiError, ApiResult};
+use super::guard::{RequireScope, caller};
+use super::ids::{NodeKind, decode_as};
+use super::types::{Alert, VcitaSubscription};
+use crate::bus::Bus;
+use crate::config::{Config, Scope, SourceCredential};
+use crate::domain::Vendor;
+use crate::outbound::{Outbound, VendorError};
+use crate::store::outbound::{self as store, NewAlert};
+
+/// Longest alert text accepted (an SMS-friendly limit; Chup's own is unpublished).
+pub const MAX_ALERT_LENGTH: usize = 500;
+
+#[derive(MergedObject, Default)]
+pub struct Mutation(AlertMutation, VcitaMutation);
+
+fn data<'a, T: Send + Sync + 'static>(ctx: &'a Context<'_>) -> ApiResult<&'a T> {
+    ctx.data::<T>().map_err(|_| ApiError::Internal)
+}
+
+/// Send a patient alert through Chup, for a queue ticket we know or a raw Chup visit id.
+#[derive(InputObject)]
+pub struct SendAlertInput {
+    /// A CareBridge queue entry id; its Chup ticket id is the alert's `visit_id`.
+    pub queue_entry_id: Option<ID>,
+    /// A Chup visit id, when the ticket is not (yet) in CareBridge.
+    pub visit_id: Option<String>,
+    /// 1–500 characters.
+    pub message: String,
+    /// Repeating a key never sends twice; it returns the first alert.
+    pub idempotency_key: String,
+}
+
+#[derive(Default)]
+pub struct AlertMutation;
+
+#[Object]
+impl AlertMutation {
+    /// Records the alert (PENDING) and returns it at once; the outbox sends it and retries
+    /// transient failures. Watch `alerts` or the `events` subscription for SENT / FAILED.
+    #[graphql(guard = "RequireScope(Scope::Write)")]
+    async fn send_alert(&self, ctx: &Context<'_>, input: SendAlertInput) -> ApiResult<Alert> {
+        let outbound = data::<Outbound>(ctx)?;
+        if outbound.chup.is_none() {
+            return Err(ApiError::bad_input(
+                "Chup alerts are not configured on this gateway ([chup])",
+            ));
+        }
+        let new = validate_alert(ctx, input).await?;
+        let (alert, created) =
+            store::create_alert(data::<DatabaseConnection>(ctx)?, data::<Bus>(ctx)?, new.0).await?;
+        if !created && (alert.message != new.1.message || alert.visit_vendor_id != new.1.visit_id) {
+            return Err(ApiError::bad_input(
+                "this idempotencyKey was used for a different alert",
+            ));
+        }
+        outbound.outbox_wake.notify_one();
+        Ok(Alert(alert))
+    }
+}
+
+struct Requested {
+    message: String,
+    visit_id: String,
+}
+
+async fn validate_alert(
+    ctx: &Context<'_>,
+    input: SendAlertInput,
+) -> ApiResult<(NewAlert, Requested)> {
+    let message = input.message.trim().to_owned();
+    if message.is_empty() || message.chars().count() > MAX_ALERT_LENGTH {
+        return Err(ApiError::bad_input(format!(
+            "`message` must be 1-{MAX_ALERT_LENGTH} characters"
+        )));
+    }
+    let key = input.idempotency_key.trim().to_owned();
+    if key.is_empty() || key.len() > 200 {
+        return Err(ApiError::bad_input(
+            "`idempotencyKey` must be 1-200 characters",
+        ));
+    }
+    let (queue_entry_id, visit_id) = match (input.queue_entry_id, input.visit_id) {
+        (Some(id), None) => {
+            let id = QueueEntryId(decode_as(&id, NodeKind::QueueEntry)?);
+            let ticket = entity::queue_entry::Entity::find_by_id(id)
+                .one(data::<DatabaseConnection>(ctx)?)
+                .await?
+                .ok_or_else(|| ApiError::NotFound(format!("queue entry {}", id.0)))?;
+            (Some(id), ticket.vendor_id)
+        }
+        (None, Some(visit)) if !visit.trim().is_empty() => (None, visit.trim().to_owned()),
+        _ => {
+            return Err(ApiError::bad_input(
+                "give exactly one of `queueEntryId` or `visitId`",
+            ));
+        }
+    };
+    let requested = Requested {
+        message: message.clone(),
+        visit_id: visit_id.clone(),
+    };
+    let new = NewAlert {
+        queue_entry_id,
+        visit_vendor_id: visit_id,
+        message,
+        idempotency_key: key,
+        requested_by: caller(ctx)?.key_name.clone(),
+    };
+    Ok((new, requested))
+}
+
+/// Subscribe a vCita event to a URL: give `targetUrl`, or `sourceId` of one of this gateway's
+/// vCita sources to use its own webhook URL (token included) without pasting it.
+#[derive(InputObject)]
+pub struct SubscribeVcitaInput {
+    /// `entity/event`, e.g. `client/created`.
+    pub event: String,
+    pub target_url: Option<String>,
+    pub source_id: Option<String>,
+}
+
+#[derive(Default)]
+pub struct VcitaMutation;
+
+#[Object]
+impl VcitaMutation {
+    /// Subscribes at vCita and records the subscription. vCita's refusal
+    /// (`{"response":"Not Subscribed"}`) is a `VENDOR_ERROR`.
+    #[graphql(guard = "RequireScope(Scope::Write)")]
+    async fn subscribe_vcita_webhook(
+        &self,
+        ctx: &Context<'_>,
+        input: SubscribeVcitaInput,
+    ) -> ApiResult<VcitaSubscription> {
+        let vcita = vcita_client(ctx)?;
+        if !crate::outbound::vcita::EVENTS.contains(&input.event.as_str()) {
+            return Err(ApiError::bad_input(format!(
+                "{:?} is not a vCita hook event; use one of {}",
+                input.event,
+                crate::outbound::vcita::EVENTS.join(", ")
+            )));
+        }
+        let target = target_url(ctx, input.target_url, input.source_id)?;
+        let outcome = vcita.subscribe(&input.event, &target).await;
+        let db = data::<DatabaseConnection>(ctx)?;
+        settle_subscription(db, Some(&input.event), &target, "SUBSCRIBED", outcome).await
+    }
+
+    /// Unsubscribes a target URL (or one of this gateway's vCita sources) at vCita.
+    #[graphql(guard = "RequireScope(Scope::Write)")]
+    async fn unsubscribe_vcita_webhook(
+        &self,
+        ctx: &Context<'_>,
+        target_url: Option<String>,
+        source_id: Option<String>,
+    ) -> ApiResult<VcitaSubscription> {
+        let vcita = vcita_client(ctx)?;
+        let target = target_url_of(ctx, target_url, source_id)?;
+        let outcome = vcita.unsubscribe(&target).await;
+        settle_subscription(
+            data::<DatabaseConnection>(ctx)?,
+            None,
+            &target,
+            "UNSUBSCRIBED",
+            outcome,
+        )
+        .await
+    }
+}
+
+fn vcita_client(ctx: &Context<'_>) -> ApiResult<Arc<crate::outbound::vcita::VcitaClient>> {
+    data::<Outbound>(ctx)?
+        .vcita
+        .clone()
+        .ok_or_else(|| ApiError::bad_input("vCita is not configured on this gateway ([vcita])"))
+}
+
+fn target_url(
+    ctx: &Context<'_>,
+    target_url: Option<String>,
+    source_id: Option<String>,
+) -> ApiResult<String> {
+    let target = target_url_of(ctx, target_url, source_id)?;
+    if !(target.starts_with("https://") || target.starts_with("http://")) {
+        return Err(ApiError::bad_input("`targetUrl` must be an http(s) URL"));
+    }
+    Ok(target)
+}
+
+/// The explicit URL, or the public webhook URL of one of our vCita sources.
+fn target_url_of(
+    ctx: &Context<'_>,
+    target_url: Option<String>,
+    source_id: Option<String>,
+) -> ApiResult<String> {
+    match (target_url, source_id) {
+        (Some(url), None) => Ok(url.trim().to_owned()),
+        (None, Some(source_id)) => {
+            let config = data::<Arc<Config>>(ctx)?;
+            let source = config
+                .source(&source_id)
+                .filter(|s| s.vendor == Vendor::Vcita)
+                .ok_or_else(|| {
+                    ApiError::bad_input(format!(
+                        "{source_id:?} is not a vCita source of this gateway"
+                    ))
+                })?;
+            let base = config.public_url.as_deref().ok_or_else(|| {
+                ApiError::bad_input("set `public_url` in the config to subscribe a source by id")
+            })?;
+            match &source.credential {
+                SourceCredential::UrlToken(token) => Ok(format!(
+                    "{base}/webhooks/{}?token={}",
+                    source.id,
+                    token.expose()
+                )),
+                SourceCredential::HmacSecret(_) => Err(ApiError::Internal),
+            }
+        }
+        _ => Err(ApiError::bad_input(
+            "give exactly one of `targetUrl` or `sourceId`",
+        )),
+    }
+}
+
+async fn settle_subscription(
+    db: &DatabaseConnection,
+    event: Option<&str>,
+    target: &str,
+    success: &str,
+    outcome: Result<(), VendorError>,
+) -> ApiResult<VcitaSubscription> {
+    match outcome {
+        Ok(()) => Ok(VcitaSubscription(
+            store::record_subscription(db, event, target, success, None).await?,
+        )),
+        Err(error) => {
+            let reason = error.to_string();
+            store::record_subscription(db, event, target, "FAILED", Some(&reason)).await?;
+            Err(ApiError::Vendor(reason))
+        }
+    }
+}
