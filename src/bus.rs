@@ -55,16 +55,18 @@ impl Bus {
     }
 
     /// Publishes every event above `start` as it commits, until the process ends.
+    /// `published` counts the events handed to subscribers (metrics).
     pub fn spawn_tailer(
         &self,
         db: DatabaseConnection,
         start: EventCursor,
+        published: prometheus::IntCounter,
     ) -> tokio::task::JoinHandle<()> {
         let bus = self.clone();
         tokio::spawn(async move {
             let mut last = start;
             loop {
-                match publish_new(&db, &bus.sender, last).await {
+                match publish_new(&db, &bus.sender, last, &published).await {
                     Ok(published) => last = published,
                     Err(error) => {
                         tracing::warn!(%error, "event tailer could not read the log; retrying")
@@ -113,6 +115,7 @@ async fn publish_new(
     db: &DatabaseConnection,
     sender: &broadcast::Sender<Arc<domain_event::Model>>,
     mut last: EventCursor,
+    published: &prometheus::IntCounter,
 ) -> Result<EventCursor, sea_orm::DbErr> {
     loop {
         let rows = events_after(db, last, PAGE).await?;
@@ -121,6 +124,7 @@ async fn publish_new(
             last = row.cursor;
             // No receiver is not an error: nobody is watching right now.
             let _nobody_listening = sender.send(Arc::new(row));
+            published.inc();
         }
         if !full_page {
             return Ok(last);

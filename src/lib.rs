@@ -12,6 +12,7 @@
 //! - [`bus`]: in-process fan-out of committed domain events.
 //! - [`graphql`]: the API schema and `/graphql`.
 //! - [`outbound`]: Chup alerts (the outbox worker) and vCita subscriptions.
+//! - [`metrics`]: Prometheus metrics of one application.
 //! - [`store`]: sea-orm persistence: connect, migrate, transactions.
 //! - [`auth`]: API keys and scopes.
 //! - [`startup`]: `Application::build` (config + listener → running app), shutdown signal.
@@ -33,6 +34,7 @@ pub mod domain;
 pub mod graphql;
 pub mod http;
 pub mod ingest;
+pub mod metrics;
 pub mod outbound;
 pub mod startup;
 pub mod store;

@@ -19,6 +19,8 @@ pub enum StartupError {
     Database { url: String, source: StoreError },
     #[error("cannot migrate database {url}: {source}")]
     Migrate { url: String, source: StoreError },
+    #[error("cannot set up metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
     #[error("cannot listen on {address}: {source}")]
     Bind {
         address: SocketAddr,
@@ -40,6 +42,7 @@ pub struct AppState {
     pub webhook_rate: Arc<crate::ingest::rate_limit::SourceRateLimit>,
     /// One permit per open websocket connection.
     pub websocket_slots: Arc<tokio::sync::Semaphore>,
+    pub metrics: crate::metrics::Metrics,
 }
 
 pub struct Application {
@@ -77,7 +80,9 @@ impl Application {
                     url: redact_url(config.database_url.expose()),
                     source: source.into(),
                 })?;
-        let mut tasks = vec![bus.spawn_tailer(db.clone(), latest)];
+        let metrics = crate::metrics::Metrics::new()?;
+        let mut tasks =
+            vec![bus.spawn_tailer(db.clone(), latest, metrics.events_published.clone())];
         tasks.extend(bus.spawn_listener(&db));
         let outbound = crate::outbound::Outbound::from_config(&config);
         if let (Some(chup), Some(chup_config)) = (&outbound.chup, &config.chup) {
@@ -91,6 +96,7 @@ impl Application {
                     cap: std::time::Duration::from_secs(300),
                 },
                 wake: outbound.outbox_wake.clone(),
+                outcomes: metrics.alerts.clone(),
             };
             tasks.push(outbox.spawn());
         }
@@ -117,6 +123,7 @@ impl Application {
             statements,
             webhook_rate,
             websocket_slots,
+            metrics,
         };
         Ok(Application {
             listener,

@@ -59,6 +59,22 @@ pub enum IngestError {
     Misconfigured,
 }
 
+impl IngestError {
+    /// The outcome label of a refused delivery (metrics).
+    fn outcome(&self) -> &'static str {
+        match self {
+            IngestError::UnknownSource(_) => "unknown_source",
+            IngestError::UnsupportedContentType(_) => "unsupported_media_type",
+            IngestError::Unauthorized(_) => "unauthorized",
+            IngestError::Malformed(_) => "malformed",
+            IngestError::Rejected { .. } => "rejected",
+            IngestError::StorageUnavailable => "unavailable",
+            IngestError::RateLimited(_) => "rate_limited",
+            IngestError::Misconfigured => "misconfigured",
+        }
+    }
+}
+
 impl IntoResponse for IngestError {
     fn into_response(self) -> Response {
         let status = match &self {
@@ -93,11 +109,73 @@ async fn receive(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Receipt>, IngestError> {
+    let started = std::time::Instant::now();
+    let mut event_type = None;
+    let result = ingest(&state, &source_id, url, &headers, body, &mut event_type).await;
+    record_metrics(
+        &state,
+        &source_id,
+        event_type.as_deref(),
+        &result,
+        started.elapsed(),
+    );
+    result
+}
+
+/// Counts the delivery by source, event and outcome. An unknown source is counted as
+/// `unknown`, so arbitrary paths cannot blow up the label set.
+fn record_metrics(
+    state: &AppState,
+    source_id: &str,
+    event_type: Option<&str>,
+    result: &Result<Json<Receipt>, IngestError>,
+    elapsed: std::time::Duration,
+) {
+    let outcome = match result {
+        Ok(Json(receipt)) => receipt.status.to_ascii_lowercase(),
+        Err(error) => error.outcome().to_owned(),
+    };
+    let source = if state.config.source(source_id).is_some() {
+        source_id
+    } else {
+        "unknown"
+    };
+    let metrics = &state.metrics;
+    metrics
+        .webhooks
+        .with_label_values(&[source, event_type.unwrap_or("-"), outcome.as_str()])
+        .inc();
+    metrics
+        .ingest_seconds
+        .with_label_values(&[outcome.as_str()])
+        .observe(elapsed.as_secs_f64());
+    if matches!(result, Err(IngestError::Unauthorized(_))) {
+        metrics
+            .verification_failures
+            .with_label_values(&[source])
+            .inc();
+    }
+    if source != "unknown" {
+        metrics
+            .last_delivery
+            .with_label_values(&[source])
+            .set(chrono::Utc::now().timestamp());
+    }
+}
+
+async fn ingest(
+    state: &AppState,
+    source_id: &str,
+    url: UrlToken,
+    headers: &HeaderMap,
+    body: Bytes,
+    event_type: &mut Option<String>,
+) -> Result<Json<Receipt>, IngestError> {
     let source = state
         .config
-        .source(&source_id)
-        .ok_or_else(|| IngestError::UnknownSource(source_id.clone()))?;
-    let content_type = json_content_type(&headers)?;
+        .source(source_id)
+        .ok_or_else(|| IngestError::UnknownSource(source_id.to_owned()))?;
+    let content_type = json_content_type(headers)?;
 
     let credentials = match &source.credential {
         SourceCredential::HmacSecret(secret) => Credentials::HmacKey(secret.expose().as_bytes()),
@@ -125,12 +203,13 @@ async fn receive(
     let normalized = vendors::normalize(&verified, &state.mapper_config);
     if let Ok(delivery) = &normalized {
         tracing::Span::current().record("event", delivery.event_type.as_deref().unwrap_or("-"));
+        event_type.clone_from(&delivery.event_type);
     }
     let inbound = Inbound {
         source_id: source.id.clone(),
         vendor: source.vendor,
         content_type,
-        headers: kept_headers(&headers),
+        headers: kept_headers(headers),
         webhook: verified,
         normalized,
     };

@@ -47,6 +47,8 @@ pub struct Outbox {
     pub chup: Arc<ChupClient>,
     pub policy: RetryPolicy,
     pub wake: Arc<Notify>,
+    /// Outcomes by `sent`, `retried`, `failed` (metrics).
+    pub outcomes: prometheus::IntCounterVec,
 }
 
 impl Outbox {
@@ -120,6 +122,7 @@ impl Outbox {
             }) if alert.attempts < self.policy.max_attempts => {
                 let wait = self.policy.backoff(alert.attempts, retry_after);
                 tracing::warn!(alert_id = alert.id.0, attempts = alert.attempts, %reason, wait_ms = wait.as_millis() as u64, "alert will be retried");
+                self.outcomes.with_label_values(&["retried"]).inc();
                 let next = chrono::Utc::now()
                     + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::seconds(60));
                 store::schedule_retry(&self.db, alert.id, &reason, next).await
@@ -127,6 +130,7 @@ impl Outbox {
             Err(error) => {
                 let reason = error.to_string();
                 tracing::warn!(alert_id = alert.id.0, attempts = alert.attempts, %reason, "alert failed");
+                self.outcomes.with_label_values(&["failed"]).inc();
                 store::mark_failed(&self.db, &self.bus, alert.id, &reason).await
             }
         }
