@@ -131,11 +131,11 @@ const QUEUE_CAPACITY: usize = 4096;
 /// Rows per multi-row INSERT: keeps every statement under SQLite's 32,766 bind parameters.
 const INSERT_CHUNK: usize = 500;
 
-/// One request's delivery and where to send its answer.
+/// One request's deliveries (one, from a webhook) and where to send their answers.
 struct Job {
-    inbound: Inbound,
+    inbounds: Vec<Inbound>,
     /// `oneshot`: each request is answered exactly once, after its batch committed or failed.
-    reply: oneshot::Sender<Result<Recorded, StoreError>>,
+    reply: oneshot::Sender<Vec<Result<Recorded, StoreError>>>,
 }
 
 /// The front of the single writer: cheap to share, one per process.
@@ -162,12 +162,21 @@ impl Ingestor {
     /// failure while applying still stores the delivery, as `FAILED`, so an acknowledged
     /// webhook is never lost.
     pub async fn record(&self, inbound: Inbound) -> Result<Recorded, StoreError> {
+        let mut answers = self.record_batch(vec![inbound]).await;
+        answers.pop().unwrap_or_else(|| Err(writer_gone()))
+    }
+
+    /// Like [`Ingestor::record`] for deliveries already in hand (a bulk replay, a test): all of
+    /// them are written in the same transaction, possibly with other queued deliveries, and
+    /// answered in order.
+    pub async fn record_batch(&self, inbounds: Vec<Inbound>) -> Vec<Result<Recorded, StoreError>> {
+        let count = inbounds.len();
         let (reply, answer) = oneshot::channel();
-        self.jobs
-            .send(Job { inbound, reply })
-            .await
-            .map_err(|_| writer_gone())?;
-        answer.await.map_err(|_| writer_gone())?
+        let answers = match self.jobs.send(Job { inbounds, reply }).await {
+            Ok(()) => answer.await.ok(),
+            Err(_) => None,
+        };
+        answers.unwrap_or_else(|| (0..count).map(|_| Err(writer_gone())).collect())
     }
 }
 
@@ -191,10 +200,15 @@ async fn run_writer(db: DatabaseConnection, bus: Bus, mut queue: mpsc::Receiver<
 }
 
 /// Writes one batch, answers its requests, then publishes its events.
-#[tracing::instrument(skip_all, fields(deliveries = jobs.len()))]
+#[tracing::instrument(skip_all, fields(deliveries))]
 async fn commit_batch(db: DatabaseConnection, bus: Bus, jobs: Vec<Job>) {
-    let (inbounds, replies): (Vec<Inbound>, Vec<_>) =
-        jobs.into_iter().map(|job| (job.inbound, job.reply)).unzip();
+    let mut inbounds = Vec::with_capacity(jobs.len());
+    let mut replies = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        replies.push((job.reply, job.inbounds.len()));
+        inbounds.extend(job.inbounds);
+    }
+    tracing::Span::current().record("deliveries", inbounds.len());
     let now = Utc::now();
     let started = std::time::Instant::now();
     let mut written = write_batch(&db, &inbounds, now, Pace::Batched).await;
@@ -204,36 +218,35 @@ async fn commit_batch(db: DatabaseConnection, bus: Bus, jobs: Vec<Job>) {
         tracing::warn!(%error, "writing a batch failed; writing it again one delivery at a time");
         written = write_batch(&db, &inbounds, now, Pace::OneByOne).await;
     }
-    match written {
-        Ok(Written {
-            recorded,
-            mut events,
-        }) => {
-            for (reply, recorded) in replies.into_iter().zip(recorded) {
-                // A request that gave up waiting is fine: its delivery is stored all the same.
-                let _requester_may_be_gone = reply.send(Ok(recorded));
-            }
-            tracing::debug!(
-                elapsed_us = started.elapsed().as_micros(),
-                "ingest batch committed"
-            );
-            events.sort_by_key(|event| event.cursor);
-            bus.publish(events);
+    let (mut answers, mut events) = match written {
+        Ok(Written { recorded, events }) => {
+            let elapsed_us = started.elapsed().as_micros();
+            tracing::debug!(elapsed_us, "ingest batch committed");
+            (recorded.into_iter().map(Ok).collect::<Vec<_>>(), events)
         }
         Err(error) => {
             tracing::error!(%error, "an ingest batch failed; nothing of it was stored");
             let unavailable = is_unavailable(&error);
-            for reply in replies {
+            let answer = |_| {
                 let error = error.clone();
-                let error = if unavailable {
+                Err(if unavailable {
                     StoreError::Unavailable(error)
                 } else {
                     StoreError::Database(error)
-                };
-                let _requester_may_be_gone = reply.send(Err(error));
-            }
+                })
+            };
+            ((0..inbounds.len()).map(answer).collect(), Vec::new())
         }
+    };
+    // Answers go out in request order; each request takes as many as it sent deliveries.
+    answers.reverse();
+    for (reply, count) in replies {
+        let mine = (0..count).filter_map(|_| answers.pop()).collect();
+        // A request that gave up waiting is fine: its delivery is stored all the same.
+        let _requester_may_be_gone = reply.send(mine);
     }
+    events.sort_by_key(|event| event.cursor);
+    bus.publish(events);
 }
 
 fn is_unavailable(error: &DbErr) -> bool {

@@ -5,6 +5,7 @@
 mod helpers;
 
 mod graphql_basics;
+mod group_commit;
 mod health;
 mod lifecycle;
 mod webhooks;
