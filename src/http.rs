@@ -27,6 +27,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .merge(crate::graphql::router())
         .merge(crate::ingest::router())
         .merge(crate::web::router())
@@ -96,6 +97,45 @@ fn json_framing_errors(response: Response, max_body_bytes: usize) -> Response {
         ),
         _ => response,
     }
+}
+
+/// Prometheus text format. Unauthenticated, like most scrape targets: it carries counts by
+/// source and outcome, never personal data; restrict it at the network if that matters.
+async fn metrics(State(state): State<AppState>) -> Response {
+    refresh_gauges(&state).await;
+    let content_type = [(
+        axum::http::header::CONTENT_TYPE,
+        "text/plain; version=0.0.4",
+    )];
+    (content_type, state.metrics.render()).into_response()
+}
+
+/// Gauges read from the database and the pool at scrape time.
+async fn refresh_gauges(state: &AppState) {
+    match store::outbound::pending_count(&state.db).await {
+        Ok(pending) => state.metrics.outbox_depth.set(pending as i64),
+        Err(error) => tracing::warn!(%error, "metrics: cannot count pending alerts"),
+    }
+    let (size, idle) = match state.db.get_database_backend() {
+        sea_orm::DbBackend::Postgres => {
+            let pool = state.db.get_postgres_connection_pool();
+            (pool.size(), pool.num_idle())
+        }
+        _ => {
+            let pool = state.db.get_sqlite_connection_pool();
+            (pool.size(), pool.num_idle())
+        }
+    };
+    state
+        .metrics
+        .db_pool
+        .with_label_values(&["open"])
+        .set(i64::from(size));
+    state
+        .metrics
+        .db_pool
+        .with_label_values(&["idle"])
+        .set(idle as i64);
 }
 
 async fn not_found() -> Response {

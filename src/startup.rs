@@ -48,8 +48,13 @@ pub struct AppState {
 pub struct Application {
     listener: TcpListener,
     state: AppState,
-    /// Background tasks (event tailer, PostgreSQL listener, alert outbox), stopped with the app.
+    /// Background tasks (event tailer, PostgreSQL listener), stopped with the app.
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The alert outbox and its stop signal: stopped gracefully, after the server.
+    outbox: Option<(
+        tokio::sync::watch::Sender<bool>,
+        tokio::task::JoinHandle<()>,
+    )>,
 }
 
 impl Application {
@@ -85,7 +90,9 @@ impl Application {
             vec![bus.spawn_tailer(db.clone(), latest, metrics.events_published.clone())];
         tasks.extend(bus.spawn_listener(&db));
         let outbound = crate::outbound::Outbound::from_config(&config);
+        let mut outbox_task = None;
         if let (Some(chup), Some(chup_config)) = (&outbound.chup, &config.chup) {
+            let stop_outbox = tokio::sync::watch::channel(false);
             let outbox = crate::outbound::outbox::Outbox {
                 db: db.clone(),
                 bus: bus.clone(),
@@ -96,12 +103,18 @@ impl Application {
                     cap: std::time::Duration::from_secs(300),
                 },
                 wake: outbound.outbox_wake.clone(),
+                lease: std::time::Duration::from_secs(chup_config.claim_lease_secs),
+                stop: stop_outbox.1,
                 outcomes: metrics.alerts.clone(),
             };
-            tasks.push(outbox.spawn());
+            outbox_task = Some((stop_outbox.0, outbox.spawn()));
         }
         let schema = crate::graphql::build(db.clone(), config.clone(), bus.clone(), outbound);
-        let ingestor = Arc::new(crate::store::ingest::Ingestor::new(db.clone(), bus.clone()));
+        let ingestor = Arc::new(crate::store::ingest::Ingestor::new(
+            db.clone(),
+            bus.clone(),
+            metrics.commit_batch_size.clone(),
+        ));
         let mapper_config = Arc::new(crate::vendors::MapperConfig {
             vsee_status_codes: config.vsee_status_codes.clone(),
         });
@@ -129,6 +142,7 @@ impl Application {
             listener,
             state,
             tasks,
+            outbox: outbox_task,
         })
     }
 
@@ -152,6 +166,18 @@ impl Application {
         let served = axum::serve(self.listener, router)
             .with_graceful_shutdown(shutdown)
             .await;
+        if let Some((stop, worker)) = self.outbox {
+            let _worker_may_have_ended = stop.send(true);
+            // The alert in hand finishes (bounded by the HTTP client's timeouts).
+            if tokio::time::timeout(std::time::Duration::from_secs(30), worker)
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    "alert outbox did not stop in time; its alert is freed by its lease"
+                );
+            }
+        }
         for task in &self.tasks {
             task.abort();
         }

@@ -206,6 +206,9 @@ async fn serve(state: AppState, protocol: Option<WebSocketProtocols>, socket: We
     .connection_data(data)
     .on_connection_init(|_| async { Ok(Data::default()) });
 
+    let metrics = state.metrics.clone();
+    metrics.websocket_connections.inc();
+    let mut reported_subscriptions: i64 = 0;
     let ping_every = Duration::from_secs(state.config.limits.ws_ping_interval_secs);
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
     let mut last_heard = Instant::now();
@@ -213,6 +216,9 @@ async fn serve(state: AppState, protocol: Option<WebSocketProtocols>, socket: We
     // Ids of this connection's running subscriptions.
     let mut active: std::collections::HashSet<String> = std::collections::HashSet::new();
     loop {
+        let running = active.len() as i64;
+        metrics.subscriptions.add(running - reported_subscriptions);
+        reported_subscriptions = running;
         tokio::select! {
             incoming = source.next() => {
                 last_heard = Instant::now();
@@ -281,4 +287,6 @@ async fn serve(state: AppState, protocol: Option<WebSocketProtocols>, socket: We
             }
         }
     }
+    metrics.subscriptions.sub(reported_subscriptions);
+    metrics.websocket_connections.dec();
 }

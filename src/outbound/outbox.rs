@@ -37,24 +37,26 @@ impl RetryPolicy {
     }
 }
 
-/// A claim lasts this long; a worker that dies mid-send frees the alert after it.
-const LEASE: Duration = Duration::from_secs(60);
-const BATCH: u64 = 16;
-
 pub struct Outbox {
     pub db: DatabaseConnection,
     pub bus: Bus,
     pub chup: Arc<ChupClient>,
     pub policy: RetryPolicy,
     pub wake: Arc<Notify>,
+    /// How long a claim lasts: a worker that dies mid-send frees its alert after this. Longer
+    /// than one send can take (connect + request timeouts), or two workers could both send.
+    pub lease: Duration,
+    /// Set to stop: the worker finishes the alert in hand, claims no more, and returns, so a
+    /// graceful shutdown leaves no alert leased.
+    pub stop: tokio::sync::watch::Receiver<bool>,
     /// Outcomes by `sent`, `retried`, `failed` (metrics).
     pub outcomes: prometheus::IntCounterVec,
 }
 
 impl Outbox {
-    pub fn spawn(self) -> tokio::task::JoinHandle<()> {
+    pub fn spawn(mut self) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
-            loop {
+            while !self.stopping() {
                 if let Err(error) = self.run_once().await {
                     tracing::warn!(%error, "alert outbox could not read its queue; retrying");
                 }
@@ -62,9 +64,14 @@ impl Outbox {
                 tokio::select! {
                     () = self.wake.notified() => {}
                     () = tokio::time::sleep(pause) => {}
+                    _ = self.stop.changed() => {}
                 }
             }
         })
+    }
+
+    fn stopping(&self) -> bool {
+        *self.stop.borrow()
     }
 
     /// Until the earliest scheduled retry, at most a second (a replica may add work too).
@@ -83,7 +90,11 @@ impl Outbox {
     pub async fn run_once(&self) -> Result<usize, sea_orm::DbErr> {
         let mut attempted = 0;
         loop {
-            let claimed = store::claim_due(&self.db, BATCH, LEASE).await?;
+            if self.stopping() {
+                return Ok(attempted);
+            }
+            // One at a time, so a stop request leaves at most the alert in hand to finish.
+            let claimed = store::claim_due(&self.db, 1, self.lease).await?;
             if claimed.is_empty() {
                 return Ok(attempted);
             }

@@ -1,12 +1,43 @@
-//! The ingest transaction: one delivery in, one atomic write out — the inbox row with its raw
-//! bytes, the entity upserts behind the ordering guard, lineage, queue state history and the
-//! domain events. A 2xx is answered only after this commits.
+//! The ingest write path: every delivery in, one atomic write per **batch** of deliveries out —
+//! for each delivery the inbox row with its raw bytes, the entity upserts behind the ordering
+//! guard, lineage, queue state history and the domain events. A 2xx is answered only after the
+//! batch holding that delivery has committed.
 //!
-//! Writers are serialized: in-process by a mutex (SQLite has one writer anyway) and, on
-//! PostgreSQL, across replicas by a transaction-scoped advisory lock taken first. That one rule
-//! makes dedupe checks race-free, makes the ordering guard a plain read-compare-write, and hands
-//! out event cursors in commit order, so a subscriber resuming after cursor N never misses an
-//! event that committed later with a smaller number.
+//! # Group commit
+//!
+//! A commit is the expensive part of a write (an fsync on SQLite, a round trip and a WAL flush
+//! on PostgreSQL), so deliveries share commits. [`Ingestor::record`] hands its delivery to one
+//! writer task over a channel and waits for the answer. The writer takes whatever is queued (up
+//! to [`MAX_BATCH`]), applies it all in one transaction and only then answers each request and
+//! publishes the events on the bus. A lone delivery is written at once; under load the batches
+//! grow by themselves, because deliveries queue while the previous batch commits.
+//!
+//! Inside the batch transaction each delivery runs in its own SAVEPOINT: one whose apply fails
+//! with an ordinary database error is rolled back to it and stored as `FAILED` (an acknowledged
+//! webhook is never lost), and the rest of the batch goes on. A connection error fails the whole
+//! batch: every request of it is answered 503 and nothing was written.
+//!
+//! # Fewest statements
+//!
+//! The single writer spends its time waiting for the database, so each statement saved is
+//! throughput. Per batch, not per delivery: the source's `last_delivery_at` update, the dedupe
+//! lookup of all the batch's event identities, the lookup of every entity the batch names (one
+//! `IN (…)` query per entity type) and multi-row inserts of lineage, queue state history and
+//! domain events. Per delivery remain the savepoint, the entity rows that really change and the
+//! inbox row, inserted once with its final status. A batch-level statement that fails for any
+//! reason but the connection makes the writer redo that batch statement by statement, each
+//! delivery's rows inside its own savepoint, so one bad row still fails only its delivery.
+//!
+//! # One writer
+//!
+//! Writers are serialized: in-process by the single writer task (SQLite has one writer anyway)
+//! and, on PostgreSQL, across replicas by a transaction-scoped advisory lock taken first. That
+//! one rule makes dedupe checks race-free (within a batch, a delivery sees the rows written by
+//! the deliveries before it: same transaction), makes the ordering guard a plain
+//! read-compare-write, and hands out event cursors in commit order, so a subscriber resuming
+//! after cursor N never misses an event that committed later with a smaller number.
+
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use entity::ids::{
@@ -24,7 +55,7 @@ use sea_orm::{
 };
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use tokio::sync::Mutex;
+use tokio::sync::{mpsc, oneshot};
 
 use super::StoreError;
 use crate::bus::Bus;
@@ -88,77 +119,180 @@ pub enum Recorded {
     },
 }
 
-/// The single writer of ingested deliveries.
+/// Most deliveries one transaction takes. Large enough that a commit is shared by a full wave
+/// of concurrent requests, small enough that one batch's `IN (…)` lists and multi-row inserts
+/// stay far below both backends' bind-parameter limits.
+pub const MAX_BATCH: usize = 256;
+
+/// Deliveries that may wait for the writer. When the database stalls, requests wait here (and
+/// the HTTP timeout answers them) instead of memory growing without bound.
+const QUEUE_CAPACITY: usize = 4096;
+
+/// Rows per multi-row INSERT: keeps every statement under SQLite's 32,766 bind parameters.
+const INSERT_CHUNK: usize = 500;
+
+/// One request's deliveries (one, from a webhook) and where to send their answers.
+struct Job {
+    inbounds: Vec<Inbound>,
+    /// `oneshot`: each request is answered exactly once, after its batch committed or failed.
+    reply: oneshot::Sender<Vec<Result<Recorded, StoreError>>>,
+}
+
+/// The front of the single writer: cheap to share, one per process.
 pub struct Ingestor {
-    db: DatabaseConnection,
-    /// Serializes ingest transactions of this process; see the module docs.
-    writer: Mutex<()>,
-    bus: Bus,
+    /// `mpsc`: many request tasks hand deliveries to the one writer task, which drains them in
+    /// batches; bounded, see [`QUEUE_CAPACITY`].
+    jobs: mpsc::Sender<Job>,
 }
 
 /// Advisory lock key shared by every writer of domain events (PostgreSQL).
 const EVENT_WRITER_LOCK: i64 = 0x4361_7265_4272_6467; // "CareBrdg"
 
 impl Ingestor {
-    pub fn new(db: DatabaseConnection, bus: Bus) -> Ingestor {
-        Ingestor {
-            db,
-            writer: Mutex::new(()),
-            bus,
-        }
+    /// Starts the writer task (so this must run inside the Tokio runtime). The task ends when
+    /// the last `Ingestor` is dropped and the queue is drained.
+    /// `batch_sizes` observes how many deliveries each commit carried (metrics).
+    pub fn new(db: DatabaseConnection, bus: Bus, batch_sizes: prometheus::Histogram) -> Ingestor {
+        let (jobs, queue) = mpsc::channel(QUEUE_CAPACITY);
+        tokio::spawn(run_writer(db, bus, batch_sizes, queue));
+        Ingestor { jobs }
     }
 
-    /// Stores the delivery and applies it, atomically. A database that cannot be reached is an
-    /// error (answered 503, nothing written). Any other failure while applying still stores
-    /// the delivery, as `FAILED`, so an acknowledged webhook is never lost.
+    /// Stores the delivery and applies it, atomically, and returns once that is committed. A
+    /// database that cannot be reached is an error (answered 503, nothing written). Any other
+    /// failure while applying still stores the delivery, as `FAILED`, so an acknowledged
+    /// webhook is never lost.
     pub async fn record(&self, inbound: Inbound) -> Result<Recorded, StoreError> {
-        let _writer = self.writer.lock().await;
-        let now = Utc::now();
-        let outcome = async {
-            let txn = begin_writer(&self.db).await?;
-            let written = write_delivery(&txn, &inbound, now).await?;
-            notify_replicas(&txn, &written.events).await?;
-            txn.commit().await?;
-            Ok::<_, DbErr>(written)
-        }
-        .await;
-        match outcome {
-            Ok(written) => {
-                if !written.events.is_empty() {
-                    self.bus.committed();
-                }
-                Ok(written.recorded)
-            }
-            Err(error) if is_unavailable(&error) => Err(StoreError::Unavailable(error)),
-            Err(error) => {
-                tracing::error!(%error, "applying a delivery failed; storing it as FAILED");
-                let txn = begin_writer(&self.db)
-                    .await
-                    .map_err(StoreError::Unavailable)?;
-                let reason = "internal error while applying the delivery (see gateway logs)";
-                let event_type = inbound
-                    .normalized
-                    .as_ref()
-                    .ok()
-                    .and_then(|d| d.event_type.clone());
-                let id = insert_inbox(
-                    &txn,
-                    &inbound,
-                    now,
-                    event_type,
-                    None,
-                    InboxStatus::Failed,
-                    Some(reason),
-                )
-                .await?;
-                txn.commit().await?;
-                Ok(Recorded::Stored {
-                    id: id.0,
-                    status: InboxStatus::Failed,
-                })
-            }
+        let mut answers = self.record_batch(vec![inbound]).await;
+        answers.pop().unwrap_or_else(|| Err(writer_gone()))
+    }
+
+    /// Like [`Ingestor::record`] for deliveries already in hand (a bulk replay, a test): all of
+    /// them are written in the same transaction, possibly with other queued deliveries, and
+    /// answered in order.
+    pub async fn record_batch(&self, inbounds: Vec<Inbound>) -> Vec<Result<Recorded, StoreError>> {
+        let count = inbounds.len();
+        let (reply, answer) = oneshot::channel();
+        let answers = match self.jobs.send(Job { inbounds, reply }).await {
+            Ok(()) => answer.await.ok(),
+            Err(_) => None,
+        };
+        answers.unwrap_or_else(|| (0..count).map(|_| Err(writer_gone())).collect())
+    }
+}
+
+/// The writer stopped or its batch panicked before answering: nothing is known to be stored.
+fn writer_gone() -> StoreError {
+    StoreError::Unavailable(DbErr::Custom("the ingest writer is not running".to_owned()))
+}
+
+/// The writer loop: take what is queued, write it as one batch, repeat.
+async fn run_writer(
+    db: DatabaseConnection,
+    bus: Bus,
+    batch_sizes: prometheus::Histogram,
+    mut queue: mpsc::Receiver<Job>,
+) {
+    let mut jobs = Vec::with_capacity(MAX_BATCH);
+    while queue.recv_many(&mut jobs, MAX_BATCH).await > 0 {
+        let batch = std::mem::replace(&mut jobs, Vec::with_capacity(MAX_BATCH));
+        batch_sizes.observe(batch.iter().map(|job| job.inbounds.len()).sum::<usize>() as f64);
+        // Its own task, so that a panic fails only this batch's requests (their reply senders
+        // are dropped, which answers 503) and the writer goes on serving.
+        let written = tokio::spawn(commit_batch(db.clone(), bus.clone(), batch));
+        if let Err(error) = written.await {
+            tracing::error!(%error, "an ingest batch panicked; its requests were answered 503");
         }
     }
+}
+
+/// Writes one batch, answers its requests, then publishes its events.
+#[tracing::instrument(skip_all, fields(deliveries))]
+async fn commit_batch(db: DatabaseConnection, bus: Bus, jobs: Vec<Job>) {
+    let mut inbounds = Vec::with_capacity(jobs.len());
+    let mut replies = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        replies.push((job.reply, job.inbounds.len()));
+        inbounds.extend(job.inbounds);
+    }
+    tracing::Span::current().record("deliveries", inbounds.len());
+    let now = Utc::now();
+    let started = std::time::Instant::now();
+    let mut written = write_batch(&db, &inbounds, now, Pace::Batched).await;
+    if let Err(error) = &written
+        && !is_unavailable(error)
+    {
+        tracing::warn!(%error, "writing a batch failed; writing it again one delivery at a time");
+        written = write_batch(&db, &inbounds, now, Pace::OneByOne).await;
+    }
+    let (mut answers, events) = match written {
+        Ok(Written { recorded, events }) => {
+            let elapsed_us = started.elapsed().as_micros();
+            tracing::debug!(elapsed_us, "ingest batch committed");
+            (recorded.into_iter().map(Ok).collect::<Vec<_>>(), events)
+        }
+        Err(error) => {
+            tracing::error!(%error, "an ingest batch failed; nothing of it was stored");
+            let unavailable = is_unavailable(&error);
+            let answer = |_| {
+                let error = error.clone();
+                Err(if unavailable {
+                    StoreError::Unavailable(error)
+                } else {
+                    StoreError::Database(error)
+                })
+            };
+            ((0..inbounds.len()).map(answer).collect(), Vec::new())
+        }
+    };
+    // Answers go out in request order; each request takes as many as it sent deliveries.
+    answers.reverse();
+    for (reply, count) in replies {
+        let mine = (0..count).filter_map(|_| answers.pop()).collect();
+        // A request that gave up waiting is fine: its delivery is stored all the same.
+        let _requester_may_be_gone = reply.send(mine);
+    }
+    if !events.is_empty() {
+        // The tailer publishes from the log, in cursor order, to this and every replica.
+        bus.committed();
+    }
+}
+
+fn is_unavailable(error: &DbErr) -> bool {
+    matches!(error, DbErr::ConnectionAcquire(_) | DbErr::Conn(_))
+}
+
+/// How a batch is written: all at once, or — after that failed — one delivery at a time, each
+/// inside its own savepoint, so that a failure is pinned on the one delivery that caused it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pace {
+    Batched,
+    OneByOne,
+}
+
+/// What a committed batch produced: one outcome per delivery, in order, and its events.
+struct Written {
+    recorded: Vec<Recorded>,
+    events: Vec<domain_event::Model>,
+}
+
+/// Writes every delivery of the batch in one transaction (see the module docs); an error is the
+/// whole batch's, and nothing of it was committed.
+async fn write_batch(
+    db: &DatabaseConnection,
+    batch: &[Inbound],
+    now: DateTime<Utc>,
+    pace: Pace,
+) -> Result<Written, DbErr> {
+    let txn = begin_writer(db).await?;
+    touch_sources(&txn, batch, now).await?;
+    let written = match pace {
+        Pace::Batched => write_all(&txn, batch, now).await?,
+        Pace::OneByOne => write_each(&txn, batch, now).await?,
+    };
+    notify_replicas(&txn, &written.events).await?;
+    txn.commit().await?;
+    Ok(written)
 }
 
 /// PostgreSQL: tells every replica's event tailer that events committed (delivered on commit,
@@ -174,8 +308,104 @@ async fn notify_replicas(
     Ok(())
 }
 
-fn is_unavailable(error: &DbErr) -> bool {
-    matches!(error, DbErr::ConnectionAcquire(_) | DbErr::Conn(_))
+/// The fast way: every lookup of the batch up front, no savepoints, the inbox rows, lineage,
+/// history and events in multi-row inserts at the end. Any error fails the whole batch (the caller then retries it
+/// [`Pace::OneByOne`]): errors are rare, statements are what the writer spends its time on.
+async fn write_all(
+    txn: &DatabaseTransaction,
+    batch: &[Inbound],
+    now: DateTime<Utc>,
+) -> Result<Written, DbErr> {
+    let mut known = Known::default();
+    known.prefetch(txn, batch).await?;
+    let mut decided = Vec::with_capacity(batch.len());
+    let mut rows_of = Vec::with_capacity(batch.len());
+    for inbound in batch {
+        let mut rows = Rows::default();
+        decided.push(write_delivery(txn, &mut known, &mut rows, inbound, now).await?);
+        rows_of.push(rows);
+    }
+    let (inbox_rows, answers): (Vec<_>, Vec<_>) =
+        decided.into_iter().map(|d| (d.inbox_row, d.answer)).unzip();
+    let ids = insert_inbox(txn, inbox_rows).await?;
+    let mut all = Rows::default();
+    let mut recorded = Vec::with_capacity(batch.len());
+    for ((id, answer), mut rows) in ids.into_iter().zip(answers).zip(rows_of) {
+        rows.attach(id);
+        all.append(rows);
+        recorded.push(answer.recorded(id));
+    }
+    let events = all.insert(txn).await?;
+    Ok(Written { recorded, events })
+}
+
+/// The careful way: each delivery, with its lineage, history and events, inside its own
+/// savepoint. A delivery that fails with anything but a connection error is rolled back to its
+/// savepoint and stored as `FAILED`; the others are written as usual.
+async fn write_each(
+    txn: &DatabaseTransaction,
+    batch: &[Inbound],
+    now: DateTime<Utc>,
+) -> Result<Written, DbErr> {
+    let mut known = Known::default();
+    let mut events = Vec::new();
+    let mut recorded = Vec::with_capacity(batch.len());
+    for inbound in batch {
+        let savepoint = txn.begin().await?;
+        let attempt = async {
+            let mut rows = Rows::default();
+            let decided = write_delivery(&savepoint, &mut known, &mut rows, inbound, now).await?;
+            let id = insert_one_inbox(&savepoint, decided.inbox_row).await?;
+            rows.attach(id);
+            let events = rows.insert(&savepoint).await?;
+            Ok::<_, DbErr>((decided.answer.recorded(id), events))
+        }
+        .await;
+        match attempt {
+            Ok((outcome, stored_events)) => {
+                savepoint.commit().await?;
+                events.extend(stored_events);
+                recorded.push(outcome);
+            }
+            Err(error) if is_unavailable(&error) => return Err(error),
+            Err(error) => {
+                tracing::error!(%error, "applying a delivery failed; storing it as FAILED");
+                savepoint.rollback().await?;
+                // What this delivery read or wrote is undone; the database is the truth again.
+                known = Known::default();
+                recorded.push(store_failed(txn, inbound, now).await?);
+            }
+        }
+    }
+    Ok(Written { recorded, events })
+}
+
+/// Keeps a delivery whose apply failed, as `FAILED` and without its dedupe key (so a
+/// redelivery is applied, not dropped as a duplicate).
+async fn store_failed(
+    txn: &DatabaseTransaction,
+    inbound: &Inbound,
+    now: DateTime<Utc>,
+) -> Result<Recorded, DbErr> {
+    let reason = "internal error while applying the delivery (see gateway logs)";
+    let event_type = inbound
+        .normalized
+        .as_ref()
+        .ok()
+        .and_then(|d| d.event_type.clone());
+    let row = inbox_row(
+        inbound,
+        now,
+        event_type,
+        None,
+        InboxStatus::Failed,
+        Some(reason),
+    );
+    let id = insert_one_inbox(txn, row).await?;
+    Ok(Recorded::Stored {
+        id: id.0,
+        status: InboxStatus::Failed,
+    })
 }
 
 /// Opens a write transaction holding the writers' lock (PostgreSQL; SQLite has one writer).
@@ -190,204 +420,150 @@ pub(crate) async fn begin_writer(db: &DatabaseConnection) -> Result<DatabaseTran
     Ok(txn)
 }
 
-struct Written {
-    recorded: Recorded,
-    events: Vec<domain_event::Model>,
+/// A delivery applied but not yet in the inbox: its row, with its final status (so it is never
+/// updated after insert), and what to answer once the row has its id.
+struct Decided {
+    inbox_row: webhook_event::ActiveModel,
+    answer: Answer,
 }
 
+enum Answer {
+    Stored(InboxStatus),
+    Rejected(String),
+}
+
+impl Answer {
+    fn recorded(self, id: WebhookEventId) -> Recorded {
+        match self {
+            Answer::Stored(status) => Recorded::Stored { id: id.0, status },
+            Answer::Rejected(reason) => Recorded::Rejected { id: id.0, reason },
+        }
+    }
+}
+
+/// Applies one delivery: decides its inbox status (rejected, duplicate, failed mapping,
+/// unsupported, stale or processed) and writes the entity changes. Its inbox row is returned,
+/// and its lineage, history and events are left in `rows` without the inbox id, for the
+/// caller to insert (with the rest of the batch).
 async fn write_delivery(
     txn: &DatabaseTransaction,
+    known: &mut Known,
+    rows: &mut Rows,
     inbound: &Inbound,
     now: DateTime<Utc>,
-) -> Result<Written, DbErr> {
-    touch_source(txn, &inbound.source_id, now).await?;
+) -> Result<Decided, DbErr> {
+    let source_id = SourceId(inbound.source_id.as_str().to_owned());
     let delivery = match &inbound.normalized {
         Err(rejection) => {
             let reason = rejection.to_string();
-            let id = insert_inbox(
-                txn,
+            let inbox_row = inbox_row(
                 inbound,
                 now,
                 None,
                 None,
                 InboxStatus::Rejected,
                 Some(&reason),
-            )
-            .await?;
-            return Ok(Written {
-                recorded: Recorded::Rejected { id: id.0, reason },
-                events: vec![],
+            );
+            return Ok(Decided {
+                inbox_row,
+                answer: Answer::Rejected(reason),
             });
         }
         Ok(delivery) => delivery,
     };
-    let stored = |id: WebhookEventId, status| Recorded::Stored { id: id.0, status };
-    let event_type = delivery.event_type.clone();
     let dedupe_key = delivery.dedupe_key.as_deref();
-
-    if let Some(key) = dedupe_key
-        && seen_before(txn, &inbound.source_id, key).await?
-    {
-        let id = insert_inbox(
-            txn,
-            inbound,
-            now,
-            event_type,
-            Some(key),
-            InboxStatus::Duplicate,
-            None,
-        )
-        .await?;
-        return Ok(Written {
-            recorded: stored(id, InboxStatus::Duplicate),
-            events: vec![],
-        });
-    }
-
-    let normalized = match &delivery.outcome {
-        Err(error) => {
-            let reason = error.to_string();
-            let id = insert_inbox(
-                txn,
-                inbound,
-                now,
-                event_type,
-                dedupe_key,
-                InboxStatus::Failed,
-                Some(&reason),
-            )
-            .await?;
-            return Ok(Written {
-                recorded: stored(id, InboxStatus::Failed),
-                events: vec![],
-            });
-        }
-        Ok(MapOutcome::Unsupported { reason, .. }) => {
-            let id = insert_inbox(
-                txn,
-                inbound,
-                now,
-                event_type,
-                dedupe_key,
-                InboxStatus::Unsupported,
-                Some(reason),
-            )
-            .await?;
-            return Ok(Written {
-                recorded: stored(id, InboxStatus::Unsupported),
-                events: vec![],
-            });
-        }
-        Ok(MapOutcome::Mapped(normalized)) => normalized,
+    let seen = match dedupe_key {
+        Some(key) => known.seen_before(txn, &source_id, key).await?,
+        None => false,
     };
-
-    let source_id = SourceId(inbound.source_id.as_str().to_owned());
-    // TimeTap sends no event id: a delivery identical to what built the stored appointment
-    // is a duplicate (a global body hash would wrongly drop an edit that reverts an earlier one).
-    if let Some(fingerprint) = primary_fingerprint(normalized)
-        && same_fingerprint_as_stored(txn, &source_id, normalized, fingerprint).await?
-    {
-        let id = insert_inbox(
-            txn,
+    let (status, error, event_type) = match &delivery.outcome {
+        _ if seen => (InboxStatus::Duplicate, None, delivery.event_type.clone()),
+        Err(error) => (
+            InboxStatus::Failed,
+            Some(error.to_string()),
+            delivery.event_type.clone(),
+        ),
+        Ok(MapOutcome::Unsupported { reason, .. }) => (
+            InboxStatus::Unsupported,
+            Some(reason.clone()),
+            delivery.event_type.clone(),
+        ),
+        Ok(MapOutcome::Mapped(normalized)) => {
+            // TimeTap sends no event id: a delivery identical to what built the stored
+            // appointment is a duplicate (a global body hash would wrongly drop an edit that
+            // reverts an earlier one).
+            let duplicate = match primary_fingerprint(normalized) {
+                Some(fingerprint) => {
+                    known
+                        .same_fingerprint_as_stored(txn, &source_id, normalized, fingerprint)
+                        .await?
+                }
+                None => false,
+            };
+            if duplicate {
+                (InboxStatus::Duplicate, None, delivery.event_type.clone())
+            } else {
+                let mut apply = Apply {
+                    txn,
+                    known: &mut *known,
+                    rows: &mut *rows,
+                    source_id: source_id.clone(),
+                    now,
+                    occurred_at: normalized.occurred_at.unwrap_or(now),
+                    refs: Refs::default(),
+                    derived_event_type: None,
+                };
+                let status = apply.changes(normalized).await?;
+                let event_type = apply
+                    .derived_event_type
+                    .take()
+                    .or_else(|| delivery.event_type.clone());
+                (status, None, event_type)
+            }
+        }
+    };
+    if let Some(key) = dedupe_key {
+        // Every non-REJECTED row carries its dedupe key: later deliveries must see it.
+        known.dedupe.insert((source_id, key.to_owned()), true);
+    }
+    Ok(Decided {
+        inbox_row: inbox_row(
             inbound,
             now,
             event_type,
             dedupe_key,
-            InboxStatus::Duplicate,
-            None,
-        )
-        .await?;
-        return Ok(Written {
-            recorded: stored(id, InboxStatus::Duplicate),
-            events: vec![],
-        });
-    }
-
-    let inbox_id = insert_inbox(
-        txn,
-        inbound,
-        now,
-        event_type.clone(),
-        dedupe_key,
-        InboxStatus::Processed,
-        None,
-    )
-    .await?;
-    let mut apply = Apply {
-        txn,
-        source_id,
-        inbox_id,
-        now,
-        occurred_at: normalized.occurred_at.unwrap_or(now),
-        refs: Refs::default(),
-        events: Vec::new(),
-        derived_event_type: None,
-    };
-    let status = apply.changes(normalized).await?;
-    let events = apply.events;
-    let derived = apply.derived_event_type;
-    if status != InboxStatus::Processed || derived.is_some() {
-        let mut row = webhook_event::ActiveModel {
-            id: Set(inbox_id),
-            ..Default::default()
-        };
-        row.status = Set(status.as_str().to_owned());
-        if let Some(derived) = derived {
-            row.event_type = Set(Some(derived));
-        }
-        row.update(txn).await?;
-    }
-    let mut committed = Vec::with_capacity(events.len());
-    for event in events {
-        committed.push(event.insert(txn).await?);
-    }
-    Ok(Written {
-        recorded: stored(inbox_id, status),
-        events: committed,
+            status,
+            error.as_deref(),
+        ),
+        answer: Answer::Stored(status),
     })
 }
 
-async fn touch_source(
+/// One UPDATE for every source of the batch.
+async fn touch_sources(
     txn: &DatabaseTransaction,
-    id: &config::SourceId,
+    batch: &[Inbound],
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
+    let ids: HashSet<&str> = batch.iter().map(|i| i.source_id.as_str()).collect();
     source::Entity::update_many()
         .col_expr(source::Column::LastDeliveryAt, Expr::value(now))
-        .filter(source::Column::Id.eq(SourceId(id.as_str().to_owned())))
+        .filter(source::Column::Id.is_in(ids.into_iter().map(|id| SourceId(id.to_owned()))))
         .exec(txn)
         .await?;
     Ok(())
 }
 
-async fn seen_before(
-    txn: &DatabaseTransaction,
-    source: &config::SourceId,
-    key: &str,
-) -> Result<bool, DbErr> {
-    let found = webhook_event::Entity::find()
-        .select_only()
-        .column(webhook_event::Column::Id)
-        .filter(webhook_event::Column::SourceId.eq(SourceId(source.as_str().to_owned())))
-        .filter(webhook_event::Column::DedupeKey.eq(key))
-        .filter(webhook_event::Column::Status.ne(InboxStatus::Rejected.as_str()))
-        .into_tuple::<WebhookEventId>()
-        .one(txn)
-        .await?;
-    Ok(found.is_some())
-}
-
-async fn insert_inbox(
-    txn: &DatabaseTransaction,
+fn inbox_row(
     inbound: &Inbound,
     now: DateTime<Utc>,
     event_type: Option<String>,
     dedupe_key: Option<&str>,
     status: InboxStatus,
     error: Option<&str>,
-) -> Result<WebhookEventId, DbErr> {
+) -> webhook_event::ActiveModel {
     let body = inbound.webhook.body();
-    let row = webhook_event::ActiveModel {
+    webhook_event::ActiveModel {
         id: ActiveValue::NotSet,
         source_id: Set(SourceId(inbound.source_id.as_str().to_owned())),
         vendor: Set(inbound.vendor.as_str().to_owned()),
@@ -402,7 +578,39 @@ async fn insert_inbox(
         headers: Set(inbound.headers.clone()),
         body: Set(Some(body.to_vec())),
         processed_at: Set(Some(now)),
-    };
+    }
+}
+
+/// Inserts inbox rows with one multi-row INSERT per [`INSERT_CHUNK`] and returns their ids in
+/// the order of `rows`. Ids are handed out in insertion order, and a multi-row `VALUES` is
+/// inserted in its order, so the ascending ids match the rows (whatever order `RETURNING`
+/// lists them in).
+async fn insert_inbox(
+    txn: &DatabaseTransaction,
+    rows: Vec<webhook_event::ActiveModel>,
+) -> Result<Vec<WebhookEventId>, DbErr> {
+    let mut ids = Vec::with_capacity(rows.len());
+    for chunk in chunks(rows) {
+        let expected = chunk.len();
+        let mut inserted = webhook_event::Entity::insert_many(chunk)
+            .exec_with_returning_keys(txn)
+            .await?;
+        if inserted.len() != expected {
+            return Err(DbErr::Custom(format!(
+                "inserted {} inbox rows of {expected}",
+                inserted.len()
+            )));
+        }
+        inserted.sort_unstable();
+        ids.extend(inserted);
+    }
+    Ok(ids)
+}
+
+async fn insert_one_inbox(
+    txn: &DatabaseTransaction,
+    row: webhook_event::ActiveModel,
+) -> Result<WebhookEventId, DbErr> {
     Ok(webhook_event::Entity::insert(row)
         .exec(txn)
         .await?
@@ -416,21 +624,358 @@ fn primary_fingerprint(normalized: &Normalized) -> Option<&str> {
     }
 }
 
-async fn same_fingerprint_as_stored(
+// ---------------------------------------------------------------------------------------------
+// What the batch has read: dedupe identities and entity rows, so each is fetched at most once.
+// ---------------------------------------------------------------------------------------------
+
+/// Rows of one entity type by `(source, vendor id)`; `None` means "known not to exist".
+type Cached<M> = HashMap<(SourceId, String), Option<M>>;
+
+/// The batch's knowledge of the database, filled by [`Known::prefetch`] and kept current by
+/// every write of the batch. It is only ever a copy of what the transaction would read, so it
+/// is thrown away whenever a savepoint is rolled back.
+#[derive(Default)]
+struct Known {
+    /// `(source, dedupe key)` → whether a non-`REJECTED` inbox row carries it.
+    dedupe: HashMap<(SourceId, String), bool>,
+    clients: Cached<client::Model>,
+    staff: Cached<staff::Model>,
+    services: Cached<service::Model>,
+    locations: Cached<location::Model>,
+    queue_entries: Cached<queue_entry::Model>,
+    appointments: Cached<appointment::Model>,
+    visits: Cached<visit::Model>,
+    payments: Cached<payment::Model>,
+}
+
+/// The vendor ids a batch names, per entity type, for one source.
+#[derive(Default)]
+struct Named {
+    dedupe_keys: Vec<String>,
+    clients: Vec<String>,
+    staff: Vec<String>,
+    services: Vec<String>,
+    locations: Vec<String>,
+    queue_entries: Vec<String>,
+    appointments: Vec<String>,
+    visits: Vec<String>,
+    payments: Vec<String>,
+}
+
+impl Known {
+    /// Reads, with one query per source and entity type, every dedupe identity and entity row
+    /// the batch names.
+    async fn prefetch(
+        &mut self,
+        txn: &DatabaseTransaction,
+        batch: &[Inbound],
+    ) -> Result<(), DbErr> {
+        let mut by_source: HashMap<SourceId, Named> = HashMap::new();
+        for inbound in batch {
+            let Ok(delivery) = &inbound.normalized else {
+                continue;
+            };
+            let named = by_source
+                .entry(SourceId(inbound.source_id.as_str().to_owned()))
+                .or_default();
+            if let Some(key) = &delivery.dedupe_key {
+                named.dedupe_keys.push(key.clone());
+            }
+            let Ok(MapOutcome::Mapped(normalized)) = &delivery.outcome else {
+                continue;
+            };
+            for change in &normalized.changes {
+                match change {
+                    Change::Client(c) => named.clients.push(c.vendor_id.clone()),
+                    Change::Staff(c) => named.staff.push(c.vendor_id.clone()),
+                    Change::Service(c) => named.services.push(c.vendor_id.clone()),
+                    Change::Location(c) => named.locations.push(c.vendor_id.clone()),
+                    Change::QueueEntry(c) => {
+                        named.queue_entries.push(c.vendor_id.clone());
+                        named.appointments.extend(c.appointment_id.clone());
+                    }
+                    Change::Appointment(c) => named.appointments.push(c.vendor_id.clone()),
+                    Change::Visit(c) => named.visits.push(c.vendor_id.clone()),
+                    Change::Payment(c) => named.payments.push(c.vendor_id.clone()),
+                }
+            }
+        }
+        for (source_id, named) in by_source {
+            self.prefetch_dedupe(txn, &source_id, named.dedupe_keys)
+                .await?;
+            prefetch::<client::Entity>(txn, &mut self.clients, &source_id, named.clients).await?;
+            prefetch::<staff::Entity>(txn, &mut self.staff, &source_id, named.staff).await?;
+            prefetch::<service::Entity>(txn, &mut self.services, &source_id, named.services)
+                .await?;
+            prefetch::<location::Entity>(txn, &mut self.locations, &source_id, named.locations)
+                .await?;
+            prefetch::<queue_entry::Entity>(
+                txn,
+                &mut self.queue_entries,
+                &source_id,
+                named.queue_entries,
+            )
+            .await?;
+            prefetch::<appointment::Entity>(
+                txn,
+                &mut self.appointments,
+                &source_id,
+                named.appointments,
+            )
+            .await?;
+            prefetch::<visit::Entity>(txn, &mut self.visits, &source_id, named.visits).await?;
+            prefetch::<payment::Entity>(txn, &mut self.payments, &source_id, named.payments)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn prefetch_dedupe(
+        &mut self,
+        txn: &DatabaseTransaction,
+        source_id: &SourceId,
+        mut keys: Vec<String>,
+    ) -> Result<(), DbErr> {
+        keys.sort_unstable();
+        keys.dedup();
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let found: Vec<Option<String>> = webhook_event::Entity::find()
+            .select_only()
+            .column(webhook_event::Column::DedupeKey)
+            .filter(webhook_event::Column::SourceId.eq(source_id.clone()))
+            .filter(webhook_event::Column::DedupeKey.is_in(keys.iter().map(String::as_str)))
+            .filter(webhook_event::Column::Status.ne(InboxStatus::Rejected.as_str()))
+            .into_tuple()
+            .all(txn)
+            .await?;
+        let found: HashSet<String> = found.into_iter().flatten().collect();
+        for key in keys {
+            let seen = found.contains(&key);
+            self.dedupe.insert((source_id.clone(), key), seen);
+        }
+        Ok(())
+    }
+
+    /// Whether a non-`REJECTED` delivery with this identity is stored (or written earlier in
+    /// this batch).
+    async fn seen_before(
+        &mut self,
+        txn: &DatabaseTransaction,
+        source_id: &SourceId,
+        key: &str,
+    ) -> Result<bool, DbErr> {
+        let cache_key = (source_id.clone(), key.to_owned());
+        if let Some(seen) = self.dedupe.get(&cache_key) {
+            return Ok(*seen);
+        }
+        let found = webhook_event::Entity::find()
+            .select_only()
+            .column(webhook_event::Column::Id)
+            .filter(webhook_event::Column::SourceId.eq(source_id.clone()))
+            .filter(webhook_event::Column::DedupeKey.eq(key))
+            .filter(webhook_event::Column::Status.ne(InboxStatus::Rejected.as_str()))
+            .into_tuple::<WebhookEventId>()
+            .one(txn)
+            .await?;
+        self.dedupe.insert(cache_key, found.is_some());
+        Ok(found.is_some())
+    }
+
+    async fn same_fingerprint_as_stored(
+        &mut self,
+        txn: &DatabaseTransaction,
+        source_id: &SourceId,
+        normalized: &Normalized,
+        fingerprint: &str,
+    ) -> Result<bool, DbErr> {
+        let Some(Change::Appointment(change)) = normalized.changes.last() else {
+            return Ok(false);
+        };
+        let stored = find::<appointment::Entity>(txn, self, source_id, &change.vendor_id).await?;
+        Ok(stored.and_then(|row| row.fingerprint).as_deref() == Some(fingerprint))
+    }
+}
+
+/// Entities identified by `(source_id, vendor_id)`, with their [`Known`] cache.
+trait ByVendorId: EntityTrait<Model: Clone> {
+    const SOURCE_ID: Self::Column;
+    const VENDOR_ID: Self::Column;
+    fn vendor_id(model: &Self::Model) -> &str;
+    fn cache(known: &mut Known) -> &mut Cached<Self::Model>;
+}
+
+macro_rules! by_vendor_id {
+    ($($module:ident => $field:ident),+ $(,)?) => {$(
+        impl ByVendorId for $module::Entity {
+            const SOURCE_ID: $module::Column = $module::Column::SourceId;
+            const VENDOR_ID: $module::Column = $module::Column::VendorId;
+            fn vendor_id(model: &$module::Model) -> &str {
+                &model.vendor_id
+            }
+            fn cache(known: &mut Known) -> &mut Cached<$module::Model> {
+                &mut known.$field
+            }
+        }
+    )+};
+}
+by_vendor_id!(
+    client => clients,
+    staff => staff,
+    service => services,
+    location => locations,
+    queue_entry => queue_entries,
+    appointment => appointments,
+    visit => visits,
+    payment => payments,
+);
+
+/// Loads the named rows of one type with a single `IN (…)` query and records the absent ones.
+async fn prefetch<E: ByVendorId>(
     txn: &DatabaseTransaction,
+    cache: &mut Cached<E::Model>,
     source_id: &SourceId,
-    normalized: &Normalized,
-    fingerprint: &str,
-) -> Result<bool, DbErr> {
-    let Some(Change::Appointment(change)) = normalized.changes.last() else {
-        return Ok(false);
-    };
-    let stored = appointment::Entity::find()
-        .filter(appointment::Column::SourceId.eq(source_id.clone()))
-        .filter(appointment::Column::VendorId.eq(change.vendor_id.as_str()))
+    mut vendor_ids: Vec<String>,
+) -> Result<(), DbErr> {
+    vendor_ids.sort_unstable();
+    vendor_ids.dedup();
+    if vendor_ids.is_empty() {
+        return Ok(());
+    }
+    let found = E::find()
+        .filter(E::SOURCE_ID.eq(source_id.clone()))
+        .filter(E::VENDOR_ID.is_in(vendor_ids.iter().map(String::as_str)))
+        .all(txn)
+        .await?;
+    for vendor_id in vendor_ids {
+        cache.insert((source_id.clone(), vendor_id), None);
+    }
+    for model in found {
+        cache.insert(
+            (source_id.clone(), E::vendor_id(&model).to_owned()),
+            Some(model),
+        );
+    }
+    Ok(())
+}
+
+/// The stored row, from the batch's cache or else the database.
+async fn find<E: ByVendorId>(
+    txn: &DatabaseTransaction,
+    known: &mut Known,
+    source_id: &SourceId,
+    vendor_id: &str,
+) -> Result<Option<E::Model>, DbErr> {
+    let key = (source_id.clone(), vendor_id.to_owned());
+    if let Some(cached) = E::cache(known).get(&key) {
+        return Ok(cached.clone());
+    }
+    let found = E::find()
+        .filter(E::SOURCE_ID.eq(source_id.clone()))
+        .filter(E::VENDOR_ID.eq(vendor_id))
         .one(txn)
         .await?;
-    Ok(stored.and_then(|row| row.fingerprint).as_deref() == Some(fingerprint))
+    E::cache(known).insert(key, found.clone());
+    Ok(found)
+}
+
+/// Records a row the batch just wrote.
+fn remember<E: ByVendorId>(known: &mut Known, source_id: &SourceId, model: &E::Model) {
+    E::cache(known).insert(
+        (source_id.clone(), E::vendor_id(model).to_owned()),
+        Some(model.clone()),
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rows written with multi-row INSERTs at the end of the batch.
+// ---------------------------------------------------------------------------------------------
+
+/// Lineage, queue state history and domain events of one delivery (until its inbox row exists,
+/// without its id) or of the whole batch.
+#[derive(Default)]
+struct Rows {
+    lineage: Vec<entity_lineage::ActiveModel>,
+    history: Vec<queue_state_history::ActiveModel>,
+    events: Vec<domain_event::ActiveModel>,
+}
+
+impl Rows {
+    /// Names the delivery's inbox row on each of its rows.
+    fn attach(&mut self, inbox_id: WebhookEventId) {
+        for row in &mut self.lineage {
+            row.webhook_event_id = Set(inbox_id);
+        }
+        for row in &mut self.history {
+            row.webhook_event_id = Set(Some(inbox_id));
+        }
+        for row in &mut self.events {
+            row.webhook_event_id = Set(Some(inbox_id));
+        }
+    }
+
+    fn append(&mut self, mut other: Rows) {
+        self.lineage.append(&mut other.lineage);
+        self.history.append(&mut other.history);
+        self.events.append(&mut other.events);
+    }
+
+    /// A delivery touches an entity once in its lineage: a second effect replaces the first
+    /// (as the former per-row `ON CONFLICT DO UPDATE` did), which also keeps one multi-row
+    /// INSERT from naming the same key twice.
+    fn lineage(&mut self, entity_type: &str, entity_id: i64, effect: Effect) {
+        let change = Set(effect.as_str().to_owned());
+        let same = |row: &&mut entity_lineage::ActiveModel| {
+            row.entity_id.as_ref() == &entity_id && row.entity_type.as_ref() == entity_type
+        };
+        if let Some(row) = self.lineage.iter_mut().find(same) {
+            row.change = change;
+            return;
+        }
+        self.lineage.push(entity_lineage::ActiveModel {
+            webhook_event_id: ActiveValue::NotSet,
+            entity_type: Set(entity_type.to_owned()),
+            entity_id: Set(entity_id),
+            change,
+        });
+    }
+
+    /// Inserts everything, in chunks of [`INSERT_CHUNK`] rows; returns the events as stored
+    /// (with their cursors).
+    async fn insert(self, txn: &DatabaseTransaction) -> Result<Vec<domain_event::Model>, DbErr> {
+        for chunk in chunks(self.lineage) {
+            entity_lineage::Entity::insert_many(chunk)
+                .exec_without_returning(txn)
+                .await?;
+        }
+        for chunk in chunks(self.history) {
+            queue_state_history::Entity::insert_many(chunk)
+                .exec_without_returning(txn)
+                .await?;
+        }
+        let mut events = Vec::with_capacity(self.events.len());
+        for chunk in chunks(self.events) {
+            events.extend(
+                domain_event::Entity::insert_many(chunk)
+                    .exec_with_returning(txn)
+                    .await?,
+            );
+        }
+        Ok(events)
+    }
+}
+
+fn chunks<T>(mut rows: Vec<T>) -> Vec<Vec<T>> {
+    let mut chunks = Vec::with_capacity(rows.len().div_ceil(INSERT_CHUNK));
+    while rows.len() > INSERT_CHUNK {
+        let rest = rows.split_off(INSERT_CHUNK);
+        chunks.push(std::mem::replace(&mut rows, rest));
+    }
+    if !rows.is_empty() {
+        chunks.push(rows);
+    }
+    chunks
 }
 
 /// Row ids of the entities written so far in this delivery, by vendor id, so later changes
@@ -475,12 +1020,14 @@ impl Effect {
 
 struct Apply<'a> {
     txn: &'a DatabaseTransaction,
+    /// The batch's view of stored rows: reads go through it, writes update it.
+    known: &'a mut Known,
+    /// This delivery's lineage, history and events, inserted with the batch's.
+    rows: &'a mut Rows,
     source_id: SourceId,
-    inbox_id: WebhookEventId,
     now: DateTime<Utc>,
     occurred_at: DateTime<Utc>,
     refs: Refs,
-    events: Vec<domain_event::ActiveModel>,
     /// TimeTap: the event type derived by diffing against the stored appointment.
     derived_event_type: Option<String>,
 }
@@ -510,6 +1057,23 @@ fn json_ids(ids: &Option<Vec<String>>) -> Option<serde_json::Value> {
 }
 
 impl Apply<'_> {
+    /// Saves the row (see [`save`]) and keeps the batch's view of it current.
+    async fn save<A>(
+        &mut self,
+        row: A,
+        created: bool,
+    ) -> Result<<A::Entity as EntityTrait>::Model, DbErr>
+    where
+        A: ActiveModelTrait + sea_orm::ActiveModelBehavior + Send + UpdatedAt,
+        A: sea_orm::TryIntoModel<<A::Entity as EntityTrait>::Model>,
+        <A::Entity as EntityTrait>::Model: IntoActiveModel<A>,
+        A::Entity: ByVendorId,
+    {
+        let saved = save(self.txn, row, created, self.now).await?;
+        remember::<A::Entity>(self.known, &self.source_id, &saved);
+        Ok(saved)
+    }
+
     /// Applies every change; the last change is the delivery's primary entity, and if it is
     /// older than what is stored the whole delivery is STALE and nothing is written.
     async fn changes(&mut self, normalized: &Normalized) -> Result<InboxStatus, DbErr> {
@@ -534,64 +1098,31 @@ impl Apply<'_> {
     }
 
     async fn primary_is_stale(&mut self, primary: &Change) -> Result<bool, DbErr> {
-        macro_rules! stored_version {
+        macro_rules! stale_row {
             ($module:ident, $change:expr) => {
-                $module::Entity::find()
-                    .select_only()
-                    .column($module::Column::Id)
-                    .column($module::Column::Version)
-                    .filter($module::Column::SourceId.eq(self.source_id.clone()))
-                    .filter($module::Column::VendorId.eq($change.vendor_id.as_str()))
-                    .into_tuple::<(i64, Option<DateTime<Utc>>)>()
-                    .one(self.txn)
+                find::<$module::Entity>(self.txn, self.known, &self.source_id, &$change.vendor_id)
                     .await?
-                    .filter(|(_, version)| is_stale(*version, $change.version))
+                    .filter(|row| is_stale(row.version, $change.version))
+                    .map(|row| row.id.0)
             };
         }
         let (entity_type, stale) = match primary {
-            Change::Client(c) => ("Client", stored_version!(client, c)),
-            Change::Staff(c) => ("Staff", stored_version!(staff, c)),
-            Change::Service(c) => ("Service", stored_version!(service, c)),
-            Change::QueueEntry(c) => ("QueueEntry", stored_version!(queue_entry, c)),
-            Change::Appointment(c) => ("Appointment", stored_version!(appointment, c)),
-            Change::Visit(c) => ("Visit", stored_version!(visit, c)),
-            Change::Payment(c) => ("Payment", stored_version!(payment, c)),
+            Change::Client(c) => ("Client", stale_row!(client, c)),
+            Change::Staff(c) => ("Staff", stale_row!(staff, c)),
+            Change::Service(c) => ("Service", stale_row!(service, c)),
+            Change::QueueEntry(c) => ("QueueEntry", stale_row!(queue_entry, c)),
+            Change::Appointment(c) => ("Appointment", stale_row!(appointment, c)),
+            Change::Visit(c) => ("Visit", stale_row!(visit, c)),
+            Change::Payment(c) => ("Payment", stale_row!(payment, c)),
             Change::Location(_) => return Ok(false),
         };
         match stale {
-            Some((row_id, _)) => {
-                self.lineage(entity_type, row_id, Effect::Stale).await?;
+            Some(row_id) => {
+                self.rows.lineage(entity_type, row_id, Effect::Stale);
                 Ok(true)
             }
             None => Ok(false),
         }
-    }
-
-    async fn lineage(
-        &self,
-        entity_type: &str,
-        entity_id: i64,
-        effect: Effect,
-    ) -> Result<(), DbErr> {
-        let row = entity_lineage::ActiveModel {
-            webhook_event_id: Set(self.inbox_id),
-            entity_type: Set(entity_type.to_owned()),
-            entity_id: Set(entity_id),
-            change: Set(effect.as_str().to_owned()),
-        };
-        entity_lineage::Entity::insert(row)
-            .on_conflict(
-                sea_orm::sea_query::OnConflict::columns([
-                    entity_lineage::Column::WebhookEventId,
-                    entity_lineage::Column::EntityType,
-                    entity_lineage::Column::EntityId,
-                ])
-                .update_column(entity_lineage::Column::Change)
-                .to_owned(),
-            )
-            .exec_without_returning(self.txn)
-            .await?;
-        Ok(())
     }
 
     /// Queues a domain event for an entity that really changed.
@@ -606,13 +1137,13 @@ impl Apply<'_> {
         client_id: Option<ClientId>,
         payload: serde_json::Value,
     ) {
-        self.events.push(domain_event::ActiveModel {
+        self.rows.events.push(domain_event::ActiveModel {
             cursor: ActiveValue::NotSet,
             kind: Set(kind),
             source_id: Set(Some(self.source_id.clone())),
             entity_type: Set(entity_type.to_owned()),
             entity_id: Set(entity_id),
-            webhook_event_id: Set(Some(self.inbox_id)),
+            webhook_event_id: ActiveValue::NotSet,
             occurred_at: Set(self.occurred_at),
             recorded_at: Set(self.now),
             service_id: Set(service_id),
@@ -624,7 +1155,7 @@ impl Apply<'_> {
 
     /// Records lineage and, unless nothing changed, the `<PREFIX>_<EFFECT>` event.
     #[allow(clippy::too_many_arguments)]
-    async fn finish(
+    fn finish(
         &mut self,
         entity_type: &str,
         prefix: &str,
@@ -632,8 +1163,8 @@ impl Apply<'_> {
         effect: Effect,
         refs: (Option<ServiceId>, Option<StaffId>, Option<ClientId>),
         payload: serde_json::Value,
-    ) -> Result<(), DbErr> {
-        self.lineage(entity_type, entity_id, effect).await?;
+    ) {
+        self.rows.lineage(entity_type, entity_id, effect);
         if matches!(effect, Effect::Created | Effect::Updated | Effect::Deleted) {
             let kind = format!("{prefix}_{}", effect.as_str().to_ascii_uppercase());
             self.event(
@@ -646,15 +1177,12 @@ impl Apply<'_> {
                 payload,
             );
         }
-        Ok(())
     }
 
     async fn client(&mut self, change: &ClientChange) -> Result<(), DbErr> {
-        let existing = client::Entity::find()
-            .filter(client::Column::SourceId.eq(self.source_id.clone()))
-            .filter(client::Column::VendorId.eq(change.vendor_id.as_str()))
-            .one(self.txn)
-            .await?;
+        let existing =
+            find::<client::Entity>(self.txn, self.known, &self.source_id, &change.vendor_id)
+                .await?;
         let (mut row, created) = match existing {
             Some(model) => (model.into_active_model(), false),
             None => (
@@ -687,7 +1215,7 @@ impl Apply<'_> {
         let effect = effect_of(created, row.is_changed(), change.action);
         let version = newest(row.version.clone().unwrap(), change.version);
         row.version.set_if_not_equals(version);
-        let id = save(self.txn, row, created, self.now).await?.id;
+        let id = self.save(row, created).await?.id;
         self.refs.clients.push((change.vendor_id.clone(), id));
         let payload = json!({ "vendorId": change.vendor_id });
         self.finish(
@@ -697,16 +1225,13 @@ impl Apply<'_> {
             effect,
             (None, None, Some(id)),
             payload,
-        )
-        .await
+        );
+        Ok(())
     }
 
     async fn staff(&mut self, change: &StaffChange) -> Result<(), DbErr> {
-        let existing = staff::Entity::find()
-            .filter(staff::Column::SourceId.eq(self.source_id.clone()))
-            .filter(staff::Column::VendorId.eq(change.vendor_id.as_str()))
-            .one(self.txn)
-            .await?;
+        let existing =
+            find::<staff::Entity>(self.txn, self.known, &self.source_id, &change.vendor_id).await?;
         let (mut row, created) = match existing {
             Some(model) => (model.into_active_model(), false),
             None => (
@@ -735,7 +1260,7 @@ impl Apply<'_> {
         let effect = effect_of(created, row.is_changed(), change.action);
         let version = newest(row.version.clone().unwrap(), change.version);
         row.version.set_if_not_equals(version);
-        let id = save(self.txn, row, created, self.now).await?.id;
+        let id = self.save(row, created).await?.id;
         self.refs.staff.push((change.vendor_id.clone(), id));
         let payload = json!({ "vendorId": change.vendor_id });
         self.finish(
@@ -745,16 +1270,14 @@ impl Apply<'_> {
             effect,
             (None, Some(id), None),
             payload,
-        )
-        .await
+        );
+        Ok(())
     }
 
     async fn service(&mut self, change: &ServiceChange) -> Result<(), DbErr> {
-        let existing = service::Entity::find()
-            .filter(service::Column::SourceId.eq(self.source_id.clone()))
-            .filter(service::Column::VendorId.eq(change.vendor_id.as_str()))
-            .one(self.txn)
-            .await?;
+        let existing =
+            find::<service::Entity>(self.txn, self.known, &self.source_id, &change.vendor_id)
+                .await?;
         let (mut row, created) = match existing {
             Some(model) => (model.into_active_model(), false),
             None => (
@@ -781,7 +1304,7 @@ impl Apply<'_> {
         let effect = effect_of(created, row.is_changed(), change.action);
         let version = newest(row.version.clone().unwrap(), change.version);
         row.version.set_if_not_equals(version);
-        let id = save(self.txn, row, created, self.now).await?.id;
+        let id = self.save(row, created).await?.id;
         self.refs.services.push((change.vendor_id.clone(), id));
         let payload = json!({ "vendorId": change.vendor_id });
         self.finish(
@@ -791,16 +1314,14 @@ impl Apply<'_> {
             effect,
             (Some(id), None, None),
             payload,
-        )
-        .await
+        );
+        Ok(())
     }
 
     async fn location(&mut self, change: &LocationChange) -> Result<(), DbErr> {
-        let existing = location::Entity::find()
-            .filter(location::Column::SourceId.eq(self.source_id.clone()))
-            .filter(location::Column::VendorId.eq(change.vendor_id.as_str()))
-            .one(self.txn)
-            .await?;
+        let existing =
+            find::<location::Entity>(self.txn, self.known, &self.source_id, &change.vendor_id)
+                .await?;
         let (mut row, created) = match existing {
             Some(model) => (model.into_active_model(), false),
             None => (
@@ -822,7 +1343,7 @@ impl Apply<'_> {
         row.deleted
             .set_if_not_equals(change.action == Action::Delete);
         let effect = effect_of(created, row.is_changed(), change.action);
-        let id = save(self.txn, row, created, self.now).await?.id;
+        let id = self.save(row, created).await?.id;
         self.refs.locations.push((change.vendor_id.clone(), id));
         let payload = json!({ "vendorId": change.vendor_id });
         self.finish(
@@ -832,16 +1353,14 @@ impl Apply<'_> {
             effect,
             (None, None, None),
             payload,
-        )
-        .await
+        );
+        Ok(())
     }
 
     async fn queue_entry(&mut self, change: &QueueEntryChange) -> Result<(), DbErr> {
-        let existing = queue_entry::Entity::find()
-            .filter(queue_entry::Column::SourceId.eq(self.source_id.clone()))
-            .filter(queue_entry::Column::VendorId.eq(change.vendor_id.as_str()))
-            .one(self.txn)
-            .await?;
+        let existing =
+            find::<queue_entry::Entity>(self.txn, self.known, &self.source_id, &change.vendor_id)
+                .await?;
         let previous_state = existing
             .as_ref()
             .map(|row| (row.state.clone(), row.state_code, row.state_name.clone()));
@@ -908,7 +1427,7 @@ impl Apply<'_> {
         let effect = effect_of(created, row.is_changed(), change.action);
         let version = newest(row.version.clone().unwrap(), change.version);
         row.version.set_if_not_equals(version);
-        let saved = save(self.txn, row, created, self.now).await?;
+        let saved = self.save(row, created).await?;
         let current_state = (
             saved.state.clone(),
             saved.state_code,
@@ -923,11 +1442,9 @@ impl Apply<'_> {
                 state_name: Set(saved.state_name.clone()),
                 state_label: Set(saved.state_label.clone()),
                 changed_at: Set(change.version.unwrap_or(self.occurred_at)),
-                webhook_event_id: Set(Some(self.inbox_id)),
+                webhook_event_id: ActiveValue::NotSet,
             };
-            queue_state_history::Entity::insert(history)
-                .exec_without_returning(self.txn)
-                .await?;
+            self.rows.history.push(history);
         }
         let payload = json!({
             "vendorId": saved.vendor_id,
@@ -941,7 +1458,7 @@ impl Apply<'_> {
         } else {
             effect
         };
-        self.lineage("QueueEntry", saved.id.0, effect).await?;
+        self.rows.lineage("QueueEntry", saved.id.0, effect);
         if matches!(
             effect_for_event,
             Effect::Created | Effect::Updated | Effect::Deleted
@@ -964,26 +1481,18 @@ impl Apply<'_> {
         Ok(())
     }
 
-    async fn appointment_row(&self, vendor_id: &str) -> Result<Option<AppointmentId>, DbErr> {
+    async fn appointment_row(&mut self, vendor_id: &str) -> Result<Option<AppointmentId>, DbErr> {
         if let Some(id) = lookup(&self.refs.appointments, Some(&vendor_id.to_owned())) {
             return Ok(Some(id));
         }
-        appointment::Entity::find()
-            .select_only()
-            .column(appointment::Column::Id)
-            .filter(appointment::Column::SourceId.eq(self.source_id.clone()))
-            .filter(appointment::Column::VendorId.eq(vendor_id))
-            .into_tuple::<AppointmentId>()
-            .one(self.txn)
-            .await
+        let stored = find::<appointment::Entity>(self.txn, self.known, &self.source_id, vendor_id);
+        Ok(stored.await?.map(|row| row.id))
     }
 
     async fn appointment(&mut self, change: &AppointmentChange) -> Result<(), DbErr> {
-        let existing = appointment::Entity::find()
-            .filter(appointment::Column::SourceId.eq(self.source_id.clone()))
-            .filter(appointment::Column::VendorId.eq(change.vendor_id.as_str()))
-            .one(self.txn)
-            .await?;
+        let existing =
+            find::<appointment::Entity>(self.txn, self.known, &self.source_id, &change.vendor_id)
+                .await?;
         let before = existing
             .as_ref()
             .map(|row| (row.status.clone(), row.starts_at, row.deleted));
@@ -1050,7 +1559,7 @@ impl Apply<'_> {
         merge(&mut row.fingerprint, change.fingerprint.clone());
         let version = newest(row.version.clone().unwrap(), change.version);
         row.version.set_if_not_equals(version);
-        let saved = save(self.txn, row, created, self.now).await?;
+        let saved = self.save(row, created).await?;
         self.refs
             .appointments
             .push((change.vendor_id.clone(), saved.id));
@@ -1063,7 +1572,7 @@ impl Apply<'_> {
                 .unwrap_or_else(|| "appointment_unchanged".into());
             self.derived_event_type = Some(derived);
         }
-        self.lineage("Appointment", saved.id.0, effect).await?;
+        self.rows.lineage("Appointment", saved.id.0, effect);
         if let Some(kind) = kind {
             let payload = json!({
                 "vendorId": saved.vendor_id,
@@ -1084,11 +1593,8 @@ impl Apply<'_> {
     }
 
     async fn visit(&mut self, change: &VisitChange) -> Result<(), DbErr> {
-        let existing = visit::Entity::find()
-            .filter(visit::Column::SourceId.eq(self.source_id.clone()))
-            .filter(visit::Column::VendorId.eq(change.vendor_id.as_str()))
-            .one(self.txn)
-            .await?;
+        let existing =
+            find::<visit::Entity>(self.txn, self.known, &self.source_id, &change.vendor_id).await?;
         let status_before = existing.as_ref().map(|row| row.status.clone());
         let (mut row, created) = match existing {
             Some(model) => (model.into_active_model(), false),
@@ -1156,10 +1662,10 @@ impl Apply<'_> {
         let effect = effect_of(created, row.is_changed(), change.action);
         let version = newest(row.version.clone().unwrap(), change.version);
         row.version.set_if_not_equals(version);
-        let saved = save(self.txn, row, created, self.now).await?;
+        let saved = self.save(row, created).await?;
         let ended = ["COMPLETED", "CANCELLED"].contains(&saved.status.as_str())
             && status_before.as_deref() != Some(saved.status.as_str());
-        self.lineage("Visit", saved.id.0, effect).await?;
+        self.rows.lineage("Visit", saved.id.0, effect);
         let kind = match effect {
             Effect::Created => Some("VISIT_CREATED"),
             Effect::Updated if ended => Some("VISIT_ENDED"),
@@ -1183,11 +1689,9 @@ impl Apply<'_> {
     }
 
     async fn payment(&mut self, change: &PaymentChange) -> Result<(), DbErr> {
-        let existing = payment::Entity::find()
-            .filter(payment::Column::SourceId.eq(self.source_id.clone()))
-            .filter(payment::Column::VendorId.eq(change.vendor_id.as_str()))
-            .one(self.txn)
-            .await?;
+        let existing =
+            find::<payment::Entity>(self.txn, self.known, &self.source_id, &change.vendor_id)
+                .await?;
         let (mut row, created) = match existing {
             Some(model) => (model.into_active_model(), false),
             None => (
@@ -1223,7 +1727,7 @@ impl Apply<'_> {
         let effect = effect_of(created, row.is_changed(), change.action);
         let version = newest(row.version.clone().unwrap(), change.version);
         row.version.set_if_not_equals(version);
-        let saved = save(self.txn, row, created, self.now).await?;
+        let saved = self.save(row, created).await?;
         let payload = json!({ "vendorId": saved.vendor_id, "state": saved.state });
         self.finish(
             "Payment",
@@ -1232,8 +1736,8 @@ impl Apply<'_> {
             effect,
             (None, None, saved.client_id),
             payload,
-        )
-        .await
+        );
+        Ok(())
     }
 }
 

@@ -64,8 +64,11 @@ pub async fn connect_counted(
 }
 
 /// Opens the pool. SQLite gets WAL (readers never block the writer), `synchronous=FULL`
-/// (a 2xx means the webhook survived a power cut, not just a process crash), foreign keys, and a
-/// busy timeout so concurrent writers wait instead of failing.
+/// (a 2xx means the webhook survived a power cut, not just a process crash), foreign keys, a
+/// busy timeout so concurrent writers wait instead of failing, and temporary storage in memory:
+/// the ingest batch gives each delivery a savepoint, and SQLite keeps the pages a savepoint may
+/// have to restore in a sub-journal that otherwise spills to a temp file past 64 KiB (measured:
+/// two thirds of all write syscalls under load, for data that never needs to survive a crash).
 pub async fn connect(database_url: &str) -> Result<DatabaseConnection, StoreError> {
     let mut options = ConnectOptions::new(database_url.to_owned());
     options
@@ -77,6 +80,7 @@ pub async fn connect(database_url: &str) -> Result<DatabaseConnection, StoreErro
                 .synchronous(SqliteSynchronous::Full)
                 .foreign_keys(true)
                 .busy_timeout(Duration::from_secs(5))
+                .pragma("temp_store", "memory")
                 .create_if_missing(true)
         });
     if database_url.starts_with("sqlite:") {

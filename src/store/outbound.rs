@@ -116,6 +116,15 @@ pub async fn claim_due(
     Ok(claimed)
 }
 
+/// Alerts not yet sent or failed.
+pub async fn pending_count(db: &DatabaseConnection) -> Result<u64, DbErr> {
+    use sea_orm::PaginatorTrait;
+    alert::Entity::find()
+        .filter(alert::Column::Status.eq("PENDING"))
+        .count(db)
+        .await
+}
+
 /// When the next PENDING alert falls due (None: nothing pending).
 pub async fn next_due(db: &DatabaseConnection) -> Result<Option<DateTime<Utc>>, DbErr> {
     let next: Option<Option<DateTime<Utc>>> = alert::Entity::find()

@@ -7,6 +7,7 @@ mod helpers;
 mod fake_vendors;
 mod graphql_basics;
 mod graphql_queries;
+mod group_commit;
 mod health;
 mod lifecycle;
 mod outbound;

@@ -1,0 +1,325 @@
+//! Group commit: deliveries that arrive together share one transaction, and sharing it changes
+//! nothing a vendor or a subscriber can see — every delivery stored exactly once, duplicates
+//! recognized inside a batch, events published in cursor order, and one delivery that fails to
+//! apply stored as FAILED without taking its batch down. No timing is asserted (speed is for
+//! `bench/`).
+
+use std::path::PathBuf;
+
+use carebridge::config::{Config, EnvOverrides, Mode};
+use carebridge::startup::{AppState, Application};
+use carebridge::store::ingest::{Inbound, InboxStatus, Recorded};
+use carebridge::vendors::{self, Credentials, Unverified, Webhook};
+use entity::{client, domain_event, queue_entry, webhook_event};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, Database, DatabaseConnection, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder,
+};
+use tokio::task::JoinSet;
+
+use crate::helpers::{CHUP_SECRET, TestDatabase, fixture, test_config_toml};
+
+/// The app on port 0 with its state in hand (for the bus and the ingestor), on its own database.
+struct GroupApp {
+    address: std::net::SocketAddr,
+    state: AppState,
+    db: DatabaseConnection,
+    _database: TestDatabase,
+    _server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+async fn spawn() -> GroupApp {
+    let database = TestDatabase::create().await;
+    let env = EnvOverrides {
+        listen: Some("127.0.0.1:0".into()),
+        database_url: Some(database.url()),
+    };
+    let config = Config::from_toml(
+        &test_config_toml(""),
+        Mode::File(PathBuf::from("test.toml")),
+        &env,
+    )
+    .expect("test config is valid");
+    let app = Application::build(config).await.expect("app builds");
+    let address = app.local_addr();
+    let state = app.state().clone();
+    let server = tokio::spawn(app.run_until_stopped(std::future::pending()));
+    let db = Database::connect(database.url())
+        .await
+        .expect("assertion connection");
+    GroupApp {
+        address,
+        state,
+        db,
+        _database: database,
+        _server: server,
+    }
+}
+
+/// A Chup `live_queue_created` body for ticket `ticket` of client `client`, signed.
+fn ticket_body(ticket: u32, client: u32) -> Vec<u8> {
+    let body = String::from_utf8(fixture("chup", "live_queue_created"))
+        .expect("utf8")
+        .replace("\"id\": 19242", &format!("\"id\": {ticket}"))
+        .replace(
+            "\"registered_client_id\": 3734",
+            &format!("\"registered_client_id\": {client}"),
+        );
+    carebridge::vendors::chup::sign_chup(body.as_bytes(), CHUP_SECRET.as_bytes())
+}
+
+/// Posts every body at once, each on its own task; returns the JSON answers, asserting 200.
+async fn post_all(app: &GroupApp, bodies: Vec<Vec<u8>>) -> Vec<serde_json::Value> {
+    let client = reqwest::Client::new();
+    let url = format!("http://{}/webhooks/chup-main", app.address);
+    let mut requests = JoinSet::new();
+    for body in bodies {
+        let request = client
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(body);
+        requests.spawn(async move {
+            let response = request.send().await.expect("webhook request");
+            assert_eq!(response.status(), 200);
+            response.json::<serde_json::Value>().await.expect("JSON")
+        });
+    }
+    requests.join_all().await
+}
+
+/// What the handler would hand the ingestor for this body (for `record_batch`).
+fn inbound(app: &GroupApp, body: Vec<u8>) -> Inbound {
+    let source = app.state.config.source("chup-main").expect("test source");
+    let verified = Webhook::<Unverified>::new(source.vendor, body.into(), None)
+        .verify(Credentials::HmacKey(CHUP_SECRET.as_bytes()))
+        .expect("signed body verifies");
+    Inbound {
+        source_id: source.id.clone(),
+        vendor: source.vendor,
+        content_type: Some("application/json".into()),
+        headers: serde_json::json!({}),
+        normalized: vendors::normalize(&verified, &app.state.mapper_config),
+        webhook: verified,
+    }
+}
+
+fn status_of(recorded: &Recorded) -> InboxStatus {
+    match recorded {
+        Recorded::Stored { status, .. } => *status,
+        Recorded::Rejected { .. } => InboxStatus::Rejected,
+    }
+}
+
+#[tokio::test]
+async fn two_hundred_webhooks_posted_at_once_are_each_stored_once_and_published_in_cursor_order() {
+    let app = spawn().await;
+    let mut live = app.state.bus.subscribe();
+    let bodies = (0..200)
+        .map(|i| ticket_body(50_000 + i, 7_000 + i % 7))
+        .collect();
+    let answers = post_all(&app, bodies).await;
+
+    let mut ids: Vec<i64> = answers
+        .iter()
+        .map(|answer| {
+            assert_eq!(answer["status"], "PROCESSED", "{answer}");
+            answer["id"].as_i64().expect("inbox id")
+        })
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 200, "every delivery has its own inbox row");
+    let stored = webhook_event::Entity::find()
+        .count(&app.db)
+        .await
+        .expect("count");
+    assert_eq!(stored, 200, "each delivery stored exactly once");
+    let tickets = queue_entry::Entity::find()
+        .count(&app.db)
+        .await
+        .expect("count");
+    assert_eq!(tickets, 200);
+    let clients = client::Entity::find().count(&app.db).await.expect("count");
+    assert_eq!(
+        clients, 7,
+        "clients named by many deliveries of a batch exist once"
+    );
+
+    let logged: Vec<i64> = domain_event::Entity::find()
+        .order_by_asc(domain_event::Column::Cursor)
+        .all(&app.db)
+        .await
+        .expect("events")
+        .iter()
+        .map(|event| event.cursor.0)
+        .collect();
+    // Every answer was sent after its batch committed and before that batch's events were
+    // published; the last batch may still be publishing, so wait for exactly what was logged.
+    let mut published = Vec::with_capacity(logged.len());
+    while published.len() < logged.len() {
+        published.push(live.recv().await.expect("bus open").cursor.0);
+    }
+    assert_eq!(
+        published, logged,
+        "every committed event published once, in cursor order"
+    );
+}
+
+#[tokio::test]
+async fn the_same_delivery_posted_five_times_at_once_is_processed_once_and_four_times_duplicate() {
+    let app = spawn().await;
+    let body = ticket_body(19_242, 3_734);
+    let answers = post_all(&app, vec![body; 5]).await;
+    let mut statuses: Vec<&str> = answers
+        .iter()
+        .map(|answer| answer["status"].as_str().expect("status"))
+        .collect();
+    statuses.sort_unstable();
+    assert_eq!(
+        statuses,
+        [
+            "DUPLICATE",
+            "DUPLICATE",
+            "DUPLICATE",
+            "DUPLICATE",
+            "PROCESSED"
+        ]
+    );
+    assert_eq!(
+        queue_entry::Entity::find()
+            .count(&app.db)
+            .await
+            .expect("count"),
+        1
+    );
+    assert_eq!(
+        webhook_event::Entity::find()
+            .count(&app.db)
+            .await
+            .expect("count"),
+        5,
+        "duplicates are kept too"
+    );
+}
+
+#[tokio::test]
+async fn duplicates_inside_one_batch_see_the_deliveries_before_them() {
+    let app = spawn().await;
+    let first = ticket_body(1, 10);
+    let batch = vec![
+        inbound(&app, first.clone()),
+        inbound(&app, ticket_body(2, 10)),
+        inbound(&app, first),
+    ];
+    let answers = app.state.ingestor.record_batch(batch).await;
+    let statuses: Vec<InboxStatus> = answers
+        .iter()
+        .map(|answer| status_of(answer.as_ref().expect("stored")))
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            InboxStatus::Processed,
+            InboxStatus::Processed,
+            InboxStatus::Duplicate
+        ]
+    );
+}
+
+/// Makes the database itself refuse one client id, as a constraint would: a trigger raises on
+/// inserting client `666`. Nothing in the gateway knows about it.
+async fn refuse_client_666(db: &DatabaseConnection) {
+    let statements: &[&str] = match db.get_database_backend() {
+        sea_orm::DbBackend::Postgres => &[
+            "CREATE FUNCTION refuse_666() RETURNS trigger AS $$ BEGIN \
+             IF NEW.vendor_id = '666' THEN RAISE EXCEPTION 'client 666 refused'; END IF; \
+             RETURN NEW; END $$ LANGUAGE plpgsql",
+            "CREATE TRIGGER refuse_666 BEFORE INSERT ON clients \
+             FOR EACH ROW EXECUTE FUNCTION refuse_666()",
+        ],
+        _ => &["CREATE TRIGGER refuse_666 BEFORE INSERT ON clients \
+             WHEN NEW.vendor_id = '666' BEGIN SELECT RAISE(ABORT, 'client 666 refused'); END"],
+    };
+    for statement in statements {
+        db.execute_unprepared(statement).await.expect("trigger");
+    }
+}
+
+#[tokio::test]
+async fn a_delivery_that_fails_to_apply_is_stored_failed_and_the_rest_of_its_batch_is_stored() {
+    let app = spawn().await;
+    refuse_client_666(&app.db).await;
+    let mut live = app.state.bus.subscribe();
+    let good = ticket_body(1, 10);
+    let batch = vec![
+        inbound(&app, good.clone()),
+        inbound(&app, ticket_body(2, 666)),
+        inbound(&app, ticket_body(3, 11)),
+        inbound(&app, good),
+    ];
+    let answers = app.state.ingestor.record_batch(batch).await;
+    let recorded: Vec<Recorded> = answers
+        .into_iter()
+        .map(|answer| answer.expect("the batch is stored"))
+        .collect();
+    let statuses: Vec<InboxStatus> = recorded.iter().map(status_of).collect();
+    assert_eq!(
+        statuses,
+        [
+            InboxStatus::Processed,
+            InboxStatus::Failed,
+            InboxStatus::Processed,
+            InboxStatus::Duplicate
+        ]
+    );
+
+    let Recorded::Stored { id: failed_id, .. } = recorded[1] else {
+        panic!("stored")
+    };
+    let failed = webhook_event::Entity::find_by_id(entity::ids::WebhookEventId(failed_id))
+        .one(&app.db)
+        .await
+        .expect("query")
+        .expect("the failed delivery is kept");
+    assert_eq!(failed.status, "FAILED");
+    assert!(failed.body.is_some(), "its raw bytes are kept for a retry");
+    assert!(
+        failed.dedupe_key.is_none(),
+        "a redelivery is applied, not dropped"
+    );
+    let tickets: Vec<String> = queue_entry::Entity::find()
+        .order_by_asc(queue_entry::Column::VendorId)
+        .all(&app.db)
+        .await
+        .expect("tickets")
+        .into_iter()
+        .map(|ticket| ticket.vendor_id)
+        .collect();
+    assert_eq!(
+        tickets,
+        ["1", "3"],
+        "nothing of the failed delivery remains"
+    );
+    let refused = client::Entity::find()
+        .filter(client::Column::VendorId.eq("666"))
+        .count(&app.db)
+        .await
+        .expect("count");
+    assert_eq!(refused, 0);
+
+    let logged = domain_event::Entity::find()
+        .order_by_asc(domain_event::Column::Cursor)
+        .all(&app.db)
+        .await
+        .expect("events");
+    assert!(
+        logged
+            .iter()
+            .all(|event| event.webhook_event_id != Some(entity::ids::WebhookEventId(failed_id))),
+        "the failed delivery emitted nothing"
+    );
+    for event in &logged {
+        let published = live.recv().await.expect("bus open");
+        assert_eq!(published.cursor, event.cursor);
+    }
+}
