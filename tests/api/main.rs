@@ -10,6 +10,7 @@ mod graphql_queries;
 mod group_commit;
 mod health;
 mod lifecycle;
+mod operations;
 mod outbound;
 mod security;
 mod subscriptions;
