@@ -42,6 +42,12 @@ pub enum Command {
     Migrate,
     /// Print the GraphQL schema (SDL).
     Schema,
+    /// Remove raw bodies and headers past each source's retention, and old domain events.
+    Prune {
+        /// Count what would be removed; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Manage API keys stored in the database (hashed; a key is shown once).
     Keys {
         #[command(subcommand)]
@@ -92,6 +98,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             Ok(())
         }
         Command::Keys { action } => keys(cli.config, action).await,
+        Command::Prune { dry_run } => prune(cli.config, dry_run).await,
         Command::Replay { to, source, files } => {
             replay(cli.config, &to, source.as_deref(), &files).await
         }
@@ -289,4 +296,24 @@ async fn keys(config_path: Option<PathBuf>, action: KeysAction) -> Result<(), St
         .await
         .map_err(|e| format!("closing database: {e}"))?;
     result
+}
+
+async fn prune(config_path: Option<PathBuf>, dry_run: bool) -> Result<(), String> {
+    let config = load_config(config_path)?;
+    let db = startup::open_database(&config)
+        .await
+        .map_err(|e| e.to_string())?;
+    let pause = std::time::Duration::from_millis(10);
+    let report = crate::store::retention::prune(&db, &config, chrono::Utc::now(), dry_run, pause)
+        .await
+        .map_err(|e| format!("prune failed: {e}"))?;
+    let verb = if dry_run { "would remove" } else { "removed" };
+    for (source, count) in &report.bodies {
+        println!("{source}\t{verb} {count} raw bodies");
+    }
+    println!("events\t{verb} {}", report.events);
+    db.close()
+        .await
+        .map_err(|e| format!("closing database: {e}"))?;
+    Ok(())
 }

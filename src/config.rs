@@ -96,6 +96,30 @@ pub struct SourceConfig {
     pub id: SourceId,
     pub vendor: Vendor,
     pub credential: SourceCredential,
+    /// Days raw bodies and headers are kept (the inbox row and its hash stay).
+    pub retention_days: u32,
+}
+
+/// Retention of stored data (`[retention]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Retention {
+    /// Default days raw bodies and headers are kept; a source may set its own.
+    pub raw_body_days: u32,
+    /// Days domain events are kept (subscribers resuming from older cursors must resync).
+    pub event_days: u32,
+    /// How often the background prune runs.
+    pub interval_secs: u64,
+}
+
+impl Default for Retention {
+    fn default() -> Retention {
+        Retention {
+            raw_body_days: 30,
+            event_days: 90,
+            interval_secs: 3600,
+        }
+    }
 }
 
 /// API key scopes; `admin` does not imply the others, a key lists every scope it has.
@@ -227,6 +251,7 @@ pub struct Config {
     pub chup: Option<ChupConfig>,
     pub vcita: Option<VcitaConfig>,
     pub limits: Limits,
+    pub retention: Retention,
     /// VSee v1 status code → normalized status (documented default: 40 = completed).
     pub vsee_status_codes: HashMap<String, VisitStatusKind>,
 }
@@ -371,6 +396,8 @@ struct RawConfig {
     vcita: Option<RawVcita>,
     #[serde(default)]
     limits: Limits,
+    #[serde(default)]
+    retention: Retention,
     vsee: Option<RawVsee>,
 }
 
@@ -381,6 +408,7 @@ struct RawSource {
     vendor: String,
     secret: Option<String>,
     token: Option<String>,
+    retention_days: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -509,10 +537,18 @@ impl RawConfig {
                     ));
                 }
             };
+            let retention_days = raw.retention_days.unwrap_or(self.retention.raw_body_days);
+            if retention_days == 0 {
+                return Err(invalid(
+                    &format!("{key}.retention_days"),
+                    "must be at least 1".into(),
+                ));
+            }
             sources.push(SourceConfig {
                 id,
                 vendor,
                 credential,
+                retention_days,
             });
         }
 
@@ -645,6 +681,7 @@ impl RawConfig {
             chup,
             vcita,
             limits: self.limits,
+            retention: self.retention,
             vsee_status_codes,
         })
     }

@@ -89,6 +89,7 @@ impl Application {
         let mut tasks =
             vec![bus.spawn_tailer(db.clone(), latest, metrics.events_published.clone())];
         tasks.extend(bus.spawn_listener(&db));
+        tasks.push(crate::store::retention::spawn(db.clone(), config.clone()));
         let outbound = crate::outbound::Outbound::from_config(&config);
         let mut outbox_task = None;
         if let (Some(chup), Some(chup_config)) = (&outbound.chup, &config.chup) {

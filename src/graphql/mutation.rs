@@ -22,7 +22,41 @@ use crate::store::outbound::{self as store, NewAlert};
 pub const MAX_ALERT_LENGTH: usize = 500;
 
 #[derive(MergedObject, Default)]
-pub struct Mutation(AlertMutation, VcitaMutation);
+pub struct Mutation(AlertMutation, VcitaMutation, AdminMutation);
+
+/// What an erasure removed.
+#[derive(async_graphql::SimpleObject)]
+pub struct ErasureReport {
+    pub client_id: ID,
+    /// Deliveries whose raw body and headers were removed.
+    pub raw_bodies_erased: u64,
+    /// Domain events whose payload was cleared.
+    pub events_scrubbed: u64,
+    /// Client, appointment and ticket rows whose personal fields were cleared.
+    pub records_scrubbed: u64,
+}
+
+#[derive(Default)]
+pub struct AdminMutation;
+
+#[Object]
+impl AdminMutation {
+    /// Removes one client's personal data from entities, raw bodies and the event log (the
+    /// audit log records who did it). Ids, states and times stay, so the clinic's counts hold.
+    #[graphql(guard = "RequireScope(Scope::Admin)")]
+    async fn erase_client(&self, ctx: &Context<'_>, id: ID) -> ApiResult<ErasureReport> {
+        let client_id = entity::ids::ClientId(decode_as(&id, NodeKind::Client)?);
+        let report = crate::store::erase::erase_client(data::<DatabaseConnection>(ctx)?, client_id)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("client {}", client_id.0)))?;
+        Ok(ErasureReport {
+            client_id: id,
+            raw_bodies_erased: report.raw_bodies,
+            events_scrubbed: report.events,
+            records_scrubbed: report.records,
+        })
+    }
+}
 
 fn data<'a, T: Send + Sync + 'static>(ctx: &'a Context<'_>) -> ApiResult<&'a T> {
     ctx.data::<T>().map_err(|_| ApiError::Internal)

@@ -3,10 +3,12 @@
 //! the functions here, which keeps every transaction boundary in one place.
 
 pub mod audit;
+pub mod erase;
 pub mod events;
 pub mod ingest;
 pub mod keys;
 pub mod outbound;
+pub mod retention;
 
 use std::time::Duration;
 

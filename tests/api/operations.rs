@@ -177,3 +177,236 @@ async fn websocket_gauges_follow_connections_and_subscriptions() {
     wait_for(0.0, 0.0).await;
     app.stop().await;
 }
+
+/// Makes every stored delivery of `source` look `days` old.
+async fn age_deliveries(app: &TestApp, source: &str, days: i64) {
+    use entity::webhook_event;
+    use sea_orm::sea_query::Expr;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    webhook_event::Entity::update_many()
+        .col_expr(
+            webhook_event::Column::ReceivedAt,
+            Expr::value(chrono::Utc::now() - chrono::Duration::days(days)),
+        )
+        .filter(webhook_event::Column::SourceId.eq(entity::ids::SourceId(source.to_owned())))
+        .exec(&app.db)
+        .await
+        .expect("age rows");
+}
+
+async fn bodies(app: &TestApp, source: &str) -> Vec<(Option<Vec<u8>>, String, String)> {
+    use entity::webhook_event;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    webhook_event::Entity::find()
+        .filter(webhook_event::Column::SourceId.eq(entity::ids::SourceId(source.to_owned())))
+        .all(&app.db)
+        .await
+        .expect("rows")
+        .into_iter()
+        .map(|row| (row.body, row.body_sha256, row.status))
+        .collect()
+}
+
+fn retention_config(extra: &str) -> String {
+    crate::helpers::test_config_toml(extra).replace(
+        "token = \"test-timetap-token\"",
+        "token = \"test-timetap-token\"\n        retention_days = 90",
+    )
+}
+
+#[tokio::test]
+async fn prune_removes_aged_raw_bodies_per_source_and_keeps_the_metadata() {
+    let config_text = retention_config("");
+    let app = crate::helpers::spawn_app_with(&config_text).await;
+    ingest(&app, "chup", "live_queue_created").await;
+    ingest(&app, "chup", "live_queue_updated_arrived").await;
+    ingest(&app, "timetap", "create").await;
+    ingest(&app, "vsee", "visit_created_v1").await;
+    age_deliveries(&app, "chup-main", 40).await;
+    age_deliveries(&app, "timetap-main", 40).await; // kept: this source keeps 90 days
+
+    let dir = tempfile::tempdir().expect("dir");
+    let config = dir.path().join("carebridge.toml");
+    std::fs::write(&config, &config_text).expect("config");
+    let run = |args: &'static [&'static str]| {
+        let config = config.clone();
+        let url = app.database.url();
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(crate::helpers::binary())
+                .arg("--config")
+                .arg(&config)
+                .args(args)
+                .env("DATABASE_URL", url)
+                .output()
+                .expect("run prune")
+        })
+    };
+    let dry = run(&["prune", "--dry-run"]).await.expect("join");
+    let printed = String::from_utf8_lossy(&dry.stdout);
+    assert!(dry.status.success(), "{printed}");
+    assert!(
+        printed.contains("chup-main\twould remove 2 raw bodies"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("timetap-main\twould remove 0 raw bodies"),
+        "{printed}"
+    );
+    assert!(
+        bodies(&app, "chup-main")
+            .await
+            .iter()
+            .all(|(body, _, _)| body.is_some()),
+        "a dry run changes nothing"
+    );
+
+    let real = run(&["prune"]).await.expect("join");
+    assert!(real.status.success());
+    let chup = bodies(&app, "chup-main").await;
+    assert_eq!(chup.len(), 2, "the inbox rows stay");
+    assert!(
+        chup.iter().all(|(body, hash, status)| body.is_none()
+            && hash.len() == 64
+            && status == "PROCESSED")
+    );
+    assert!(
+        bodies(&app, "timetap-main")
+            .await
+            .iter()
+            .all(|(body, _, _)| body.is_some()),
+        "its own retention keeps it"
+    );
+    assert!(
+        bodies(&app, "vsee-main")
+            .await
+            .iter()
+            .all(|(body, _, _)| body.is_some()),
+        "not old enough"
+    );
+    let raw = crate::helpers::gql(&app, crate::helpers::ADMIN_KEY, "{ webhookEvents(filter: {sourceIds: [\"chup-main\"]}) { edges { node { rawBody bodySha256 } } } }", json!({})).await;
+    assert_eq!(
+        raw["data"]["webhookEvents"]["edges"][0]["node"]["rawBody"],
+        serde_json::Value::Null
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_background_job_prunes_without_being_asked() {
+    let app =
+        crate::helpers::spawn_app_with(&retention_config("[retention]\ninterval_secs = 1")).await;
+    ingest(&app, "chup", "live_queue_created").await;
+    age_deliveries(&app, "chup-main", 31).await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while bodies(&app, "chup-main")
+        .await
+        .iter()
+        .any(|(body, _, _)| body.is_some())
+    {
+        assert!(tokio::time::Instant::now() < deadline, "never pruned");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let fresh = ingest(&app, "chup", "live_queue_updated_arrived").await;
+    assert_eq!(fresh["status"], "PROCESSED", "ingest goes on");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn erasing_a_client_removes_their_personal_data_everywhere_and_is_audited() {
+    use crate::helpers::{ADMIN_KEY, gql};
+    let app = spawn_app().await;
+    for name in [
+        "live_queue_created",
+        "live_queue_updated_arrived",
+        "live_queue_updated_alert",
+    ] {
+        ingest(&app, "chup", name).await;
+    }
+    ingest(&app, "vsee", "visit_created_v1").await; // another patient, untouched
+    let found = gql(
+        &app,
+        READ_KEY,
+        "{ clients(search: \"saad\") { edges { node { id } } } }",
+        json!({}),
+    )
+    .await;
+    let id = found["data"]["clients"]["edges"][0]["node"]["id"].clone();
+
+    let refused = gql(
+        &app,
+        READ_KEY,
+        "mutation($id: ID!) { eraseClient(id: $id) { rawBodiesErased } }",
+        json!({"id": id}),
+    )
+    .await;
+    assert_eq!(refused["errors"][0]["extensions"]["code"], "FORBIDDEN");
+
+    let erased = gql(&app, ADMIN_KEY, "mutation($id: ID!) { eraseClient(id: $id) { clientId rawBodiesErased eventsScrubbed recordsScrubbed } }", json!({"id": id})).await;
+    let report = &erased["data"]["eraseClient"];
+    assert_eq!(report["rawBodiesErased"], 3, "{erased}");
+    assert!(report["eventsScrubbed"].as_u64().expect("count") >= 3);
+
+    let after = gql(
+        &app,
+        ADMIN_KEY,
+        "query($id: ID!) { node(id: $id) { ... on Client { name phone email deleted } } }",
+        json!({"id": id}),
+    )
+    .await;
+    assert_eq!(
+        after["data"]["node"],
+        json!({"name": null, "phone": null, "email": null, "deleted": true})
+    );
+    let raw = gql(
+        &app,
+        ADMIN_KEY,
+        "{ webhookEvents { edges { node { vendor rawBody } } } }",
+        json!({}),
+    )
+    .await;
+    let text = raw.to_string();
+    assert!(
+        !text.contains("Saad") && !text.contains("923093927454"),
+        "no raw body mentions the client"
+    );
+    assert!(
+        raw["data"]["webhookEvents"]["edges"]
+            .as_array()
+            .expect("edges")
+            .iter()
+            .any(|e| e["node"]["vendor"] == "vsee" && e["node"]["rawBody"].is_string()),
+        "other patients' deliveries stay"
+    );
+    let ticket = gql(
+        &app,
+        READ_KEY,
+        "{ queueEntries { edges { node { vendorId notes state { kind } } } } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        ticket["data"]["queueEntries"]["edges"][0]["node"]["notes"],
+        serde_json::Value::Null,
+        "the alert note text is gone"
+    );
+    assert_eq!(
+        ticket["data"]["queueEntries"]["edges"][0]["node"]["state"]["kind"], "ARRIVED",
+        "the ticket itself stays"
+    );
+    let log = gql(
+        &app,
+        ADMIN_KEY,
+        "{ auditLog { actor action detail } }",
+        json!({}),
+    )
+    .await;
+    let entry = log["data"]["auditLog"]
+        .as_array()
+        .expect("log")
+        .iter()
+        .find(|e| e["detail"]["fields"] == json!(["eraseClient"]))
+        .cloned()
+        .expect("erasure audited");
+    assert_eq!(entry["actor"], "test-admin");
+    app.stop().await;
+}
