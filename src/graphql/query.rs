@@ -57,7 +57,7 @@ fn page(
 #[derive(Default)]
 pub struct NodeQuery;
 
-#[Object]
+#[Object(guard = "super::guard::RequireScope(crate::config::Scope::Read)")]
 impl NodeQuery {
     /// Any object by its global id.
     async fn node(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Option<Node>> {
@@ -178,7 +178,7 @@ pub(crate) async fn load_node(
 #[derive(Default)]
 pub struct QueueQuery;
 
-#[Object]
+#[Object(guard = "super::guard::RequireScope(crate::config::Scope::Read)")]
 impl QueueQuery {
     /// Live-queue tickets, filtered, as a Relay connection (insertion order).
     #[graphql(complexity = "first.or(last).unwrap_or(20).max(1) as usize * child_complexity + 1")]
@@ -283,7 +283,7 @@ impl QueueQuery {
 #[derive(Default)]
 pub struct AppointmentQuery;
 
-#[Object]
+#[Object(guard = "super::guard::RequireScope(crate::config::Scope::Read)")]
 impl AppointmentQuery {
     /// Appointments of every vendor, filtered, as a Relay connection (insertion order).
     #[graphql(complexity = "first.or(last).unwrap_or(20).max(1) as usize * child_complexity + 1")]
@@ -343,7 +343,7 @@ impl AppointmentQuery {
 #[derive(Default)]
 pub struct VisitQuery;
 
-#[Object]
+#[Object(guard = "super::guard::RequireScope(crate::config::Scope::Read)")]
 impl VisitQuery {
     /// VSee telehealth visits.
     #[graphql(complexity = "first.or(last).unwrap_or(20).max(1) as usize * child_complexity + 1")]
@@ -380,7 +380,7 @@ impl VisitQuery {
 pub struct ClientQuery;
 
 #[allow(clippy::too_many_arguments)] // GraphQL arguments, one per parameter
-#[Object]
+#[Object(guard = "super::guard::RequireScope(crate::config::Scope::Read)")]
 impl ClientQuery {
     /// Patients; `search` matches name, phone (digits) or email, case-insensitively.
     #[graphql(complexity = "first.or(last).unwrap_or(20).max(1) as usize * child_complexity + 1")]
@@ -411,7 +411,7 @@ impl ClientQuery {
 #[derive(Default)]
 pub struct AdminQuery;
 
-#[Object]
+#[Object(guard = "super::guard::RequireScope(crate::config::Scope::Read)")]
 impl AdminQuery {
     /// The inbox: every stored delivery and what became of it.
     #[graphql(complexity = "first.or(last).unwrap_or(20).max(1) as usize * child_complexity + 1")]

@@ -194,7 +194,7 @@ async fn committed_events(
 #[derive(Default)]
 pub struct Subscription;
 
-#[Subscription]
+#[Subscription(guard = "super::guard::RequireScope(crate::config::Scope::Read)")]
 impl Subscription {
     /// Everything that happens in the clinic. With `after`, first replays every stored event
     /// after that cursor, then continues live with no gap and no duplicate.

@@ -743,3 +743,179 @@ fragment TypeRef on __Type {
     ofType { kind name ofType { kind name ofType { kind name } } } } } } } }
 }
 "#;
+
+/// The sorted vendor ids a connection `field` returns for `filter`.
+async fn vendor_ids(app: &TestApp, field: &str, filter_type: &str, filter: Value) -> Vec<String> {
+    let query = format!(
+        "query($f: {filter_type}) {{ {field}(filter: $f, first: 100) {{ edges {{ node {{ vendorId }} }} }} }}"
+    );
+    let body = gql(app, READ_KEY, &query, json!({"f": filter})).await;
+    let mut ids: Vec<String> = data(&body)[field]["edges"]
+        .as_array()
+        .expect("edges")
+        .iter()
+        .map(|e| {
+            e["node"]["vendorId"]
+                .as_str()
+                .expect("vendor id")
+                .to_owned()
+        })
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test]
+async fn every_list_filter_narrows_the_results() {
+    let app = spawn_app().await;
+    clinic_day(&app).await;
+    ingest(&app, "chup", "live_queue_deleted").await; // ticket 19244 is deleted
+    let ticket = gql(
+        &app,
+        READ_KEY,
+        "{ queueEntries(filter: {states: [ARRIVED]}) { edges { node { vendorId client { id } staff { id } service { id } } } } }",
+        json!({}),
+    )
+    .await;
+    let arrived = &data(&ticket)["queueEntries"]["edges"][0]["node"];
+    assert_eq!(arrived["vendorId"], "19242");
+    let (client, staff, service) = (
+        arrived["client"]["id"].clone(),
+        arrived["staff"]["id"].clone(),
+        arrived["service"]["id"].clone(),
+    );
+
+    let q = |filter: Value| vendor_ids(&app, "queueEntries", "QueueEntryFilter", filter);
+    let all = q(json!({})).await;
+    assert!(
+        !all.contains(&"19244".to_owned()),
+        "deleted tickets are left out by default: {all:?}"
+    );
+    assert!(
+        q(json!({"includeDeleted": true}))
+            .await
+            .contains(&"19244".to_owned())
+    );
+    assert_eq!(q(json!({"clientId": client})).await, ["19242"]);
+    assert!(
+        q(json!({"staffId": staff}))
+            .await
+            .contains(&"19242".to_owned())
+    );
+    assert!(
+        q(json!({"serviceId": service}))
+            .await
+            .contains(&"19242".to_owned())
+    );
+    assert_eq!(
+        q(json!({"queueDate": "2024-01-18"})).await,
+        Vec::<String>::new()
+    );
+    assert!(
+        q(json!({"queueDate": "2024-01-17"}))
+            .await
+            .contains(&"19242".to_owned())
+    );
+    assert!(
+        q(json!({"joined": {"day": "2024-01-17", "timeZone": "Asia/Kuala_Lumpur"}}))
+            .await
+            .contains(&"19242".to_owned())
+    );
+    assert_eq!(
+        q(json!({"joined": {"from": "2030-01-01T00:00:00Z"}})).await,
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        q(json!({"sourceIds": ["vsee-main"]})).await,
+        Vec::<String>::new()
+    );
+
+    let a = |filter: Value| vendor_ids(&app, "appointments", "AppointmentFilter", filter);
+    let timetap = gql(&app, READ_KEY, "{ appointments(filter: {sourceIds: [\"timetap-main\"]}) { edges { node { client { id } staff { id } } } } }", json!({})).await;
+    let node = &data(&timetap)["appointments"]["edges"][0]["node"];
+    assert_eq!(
+        a(json!({"clientId": node["client"]["id"]})).await,
+        ["10390617"]
+    );
+    assert_eq!(
+        a(json!({"staffId": node["staff"]["id"]})).await,
+        ["10390617"]
+    );
+    assert_eq!(
+        a(json!({"statuses": ["CANCELLED"]})).await,
+        Vec::<String>::new()
+    );
+
+    let v = |filter: Value| vendor_ids(&app, "visits", "VisitFilter", filter);
+    let visit = gql(
+        &app,
+        READ_KEY,
+        "{ visits { edges { node { patient { id } provider { id } scheduledStart } } } }",
+        json!({}),
+    )
+    .await;
+    let node = &data(&visit)["visits"]["edges"][0]["node"];
+    assert_eq!(
+        v(json!({"clientId": node["patient"]["id"]})).await,
+        ["28540"]
+    );
+    if node["provider"]["id"].is_string() {
+        assert_eq!(
+            v(json!({"staffId": node["provider"]["id"]})).await,
+            ["28540"]
+        );
+    }
+    assert_eq!(
+        v(json!({"scheduled": {"from": "2030-01-01T00:00:00Z"}})).await,
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        v(json!({"statuses": ["PENDING"]})).await,
+        Vec::<String>::new()
+    );
+
+    let p = |filter: Value| vendor_ids(&app, "payments", "PaymentFilter", filter);
+    assert_eq!(
+        p(json!({"states": ["refunded"]})).await,
+        Vec::<String>::new()
+    );
+    let paid = p(json!({"states": ["paid"]})).await;
+    assert_eq!(paid.len(), 1);
+    let payer = gql(
+        &app,
+        READ_KEY,
+        "{ payments { edges { node { client { id } } } } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        p(json!({"clientId": data(&payer)["payments"]["edges"][0]["node"]["client"]["id"]})).await,
+        paid
+    );
+
+    let inbox = |filter: Value| {
+        let app = &app;
+        async move {
+            let body = gql(
+                app,
+                READ_KEY,
+                "query($f: WebhookEventFilter) { webhookEvents(filter: $f) { totalCount } }",
+                json!({"f": filter}),
+            )
+            .await;
+            data(&body)["webhookEvents"]["totalCount"]
+                .as_u64()
+                .expect("count")
+        }
+    };
+    assert_eq!(inbox(json!({"eventType": "live_queue_deleted"})).await, 1);
+    assert_eq!(
+        inbox(json!({"received": {"from": "2030-01-01T00:00:00Z"}})).await,
+        0
+    );
+    assert_eq!(
+        inbox(json!({"sourceIds": ["vcita-main"], "statuses": ["PROCESSED"]})).await,
+        3
+    );
+    app.stop().await;
+}

@@ -548,3 +548,79 @@ async fn admin_reads_are_audited_with_the_key_name() {
     );
     app.stop().await;
 }
+
+/// Scopes do not imply each other: a key lists every scope it has.
+#[tokio::test]
+async fn keys_without_read_cannot_query_or_subscribe_but_can_introspect() {
+    let extra = r#"
+        [[api_keys]]
+        name = "writer-only"
+        key = "writer-only-key-0123456789"
+        scopes = ["write"]
+        [[api_keys]]
+        name = "admin-only"
+        key = "admin-only-key-0123456789"
+        scopes = ["admin"]
+    "#;
+    let app = spawn_app_with(&test_config_toml(extra)).await;
+    for key in ["writer-only-key-0123456789", "admin-only-key-0123456789"] {
+        let body = gql(
+            &app,
+            key,
+            "{ queueEntries { totalCount } sources { id } }",
+            json!({}),
+        )
+        .await;
+        assert_eq!(code(&body), Some("FORBIDDEN"), "{body}");
+        let introspection = gql(&app, key, "{ __schema { queryType { name } } }", json!({})).await;
+        assert_eq!(
+            introspection["data"]["__schema"]["queryType"]["name"],
+            "Query"
+        );
+    }
+    let audit = gql(
+        &app,
+        "admin-only-key-0123456789",
+        "{ auditLog { action } }",
+        json!({}),
+    )
+    .await;
+    assert!(
+        audit.get("errors").is_none(),
+        "admin fields need only admin: {audit}"
+    );
+
+    let mut request = format!("ws://{}/graphql", app.address)
+        .into_client_request()
+        .expect("request");
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        "graphql-transport-ws".parse().expect("header"),
+    );
+    let (mut socket, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("connect");
+    let send = |value: Value| Message::Text(value.to_string().into());
+    socket.send(send(json!({"type": "connection_init", "payload": {"authorization": "Bearer writer-only-key-0123456789"}}))).await.expect("init");
+    let _ack = socket.next().await;
+    socket.send(send(json!({"id": "s", "type": "subscribe", "payload": {"query": "subscription { events { cursor } }"}}))).await.expect("subscribe");
+    let answer = loop {
+        match tokio::time::timeout(Duration::from_secs(5), socket.next())
+            .await
+            .expect("answer")
+        {
+            Some(Ok(Message::Text(text))) => {
+                break serde_json::from_str::<Value>(&text).expect("json");
+            }
+            Some(Ok(_)) => continue,
+            other => panic!("{other:?}"),
+        }
+    };
+    let first_error = if answer["type"] == "error" {
+        &answer["payload"][0]
+    } else {
+        &answer["payload"]["errors"][0]
+    };
+    assert_eq!(first_error["extensions"]["code"], "FORBIDDEN", "{answer}");
+    app.stop().await;
+}
