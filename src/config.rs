@@ -147,6 +147,9 @@ pub struct ChupConfig {
     pub max_attempts: i32,
     /// First retry delay; doubles per attempt (with jitter) up to five minutes.
     pub retry_base_ms: u64,
+    /// How long a claimed alert is reserved for the worker sending it; a process that dies
+    /// mid-send frees its alerts after this.
+    pub lease_secs: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -400,6 +403,7 @@ struct RawChup {
     email: String,
     max_attempts: Option<i32>,
     retry_base_ms: Option<u64>,
+    lease_secs: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -571,6 +575,7 @@ impl RawConfig {
             email: raw.email,
             max_attempts: raw.max_attempts.unwrap_or(8).max(1),
             retry_base_ms: raw.retry_base_ms.unwrap_or(1000).max(1),
+            lease_secs: raw.lease_secs.unwrap_or(60).max(1),
         });
 
         let vcita = match self.vcita {

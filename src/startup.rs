@@ -91,6 +91,7 @@ impl Application {
                     cap: std::time::Duration::from_secs(300),
                 },
                 wake: outbound.outbox_wake.clone(),
+                lease: std::time::Duration::from_secs(chup_config.lease_secs),
             };
             tasks.push(outbox.spawn());
         }

@@ -37,8 +37,6 @@ impl RetryPolicy {
     }
 }
 
-/// A claim lasts this long; a worker that dies mid-send frees the alert after it.
-const LEASE: Duration = Duration::from_secs(60);
 const BATCH: u64 = 16;
 
 pub struct Outbox {
@@ -47,6 +45,9 @@ pub struct Outbox {
     pub chup: Arc<ChupClient>,
     pub policy: RetryPolicy,
     pub wake: Arc<Notify>,
+    /// A claim lasts this long (`[chup] lease_secs`); a worker that dies mid-send frees the
+    /// alert after it.
+    pub lease: Duration,
 }
 
 impl Outbox {
@@ -81,7 +82,7 @@ impl Outbox {
     pub async fn run_once(&self) -> Result<usize, sea_orm::DbErr> {
         let mut attempted = 0;
         loop {
-            let claimed = store::claim_due(&self.db, BATCH, LEASE).await?;
+            let claimed = store::claim_due(&self.db, BATCH, self.lease).await?;
             if claimed.is_empty() {
                 return Ok(attempted);
             }
