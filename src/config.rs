@@ -172,8 +172,9 @@ pub struct ChupConfig {
     /// First retry delay; doubles per attempt (with jitter) up to five minutes.
     pub retry_base_ms: u64,
     /// How long a worker's claim on an alert lasts (a crashed worker's alert is retried after
-    /// it); must exceed one send's connect + request timeouts (5 s + 15 s).
-    pub claim_lease_secs: u64,
+    /// it). In production keep it above one send's connect + request timeouts (5 s + 15 s), or
+    /// a slow send could outlive its claim and another replica send the alert again.
+    pub lease_secs: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -431,7 +432,7 @@ struct RawChup {
     email: String,
     max_attempts: Option<i32>,
     retry_base_ms: Option<u64>,
-    claim_lease_secs: Option<u64>,
+    lease_secs: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -611,7 +612,7 @@ impl RawConfig {
             email: raw.email,
             max_attempts: raw.max_attempts.unwrap_or(8).max(1),
             retry_base_ms: raw.retry_base_ms.unwrap_or(1000).max(1),
-            claim_lease_secs: raw.claim_lease_secs.unwrap_or(60).max(21),
+            lease_secs: raw.lease_secs.unwrap_or(60).max(1),
         });
 
         let vcita = match self.vcita {

@@ -104,7 +104,7 @@ impl Application {
                     cap: std::time::Duration::from_secs(300),
                 },
                 wake: outbound.outbox_wake.clone(),
-                lease: std::time::Duration::from_secs(chup_config.claim_lease_secs),
+                lease: std::time::Duration::from_secs(chup_config.lease_secs),
                 stop: stop_outbox.1,
                 outcomes: metrics.alerts.clone(),
             };

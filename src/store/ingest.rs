@@ -259,7 +259,7 @@ async fn commit_batch(db: DatabaseConnection, bus: Bus, jobs: Vec<Job>) {
 }
 
 fn is_unavailable(error: &DbErr) -> bool {
-    matches!(error, DbErr::ConnectionAcquire(_) | DbErr::Conn(_))
+    super::is_connection_error(error)
 }
 
 /// How a batch is written: all at once, or — after that failed — one delivery at a time, each

@@ -37,8 +37,27 @@ impl StoreError {
     }
 }
 
-fn is_connection_error(error: &DbErr) -> bool {
-    matches!(error, DbErr::ConnectionAcquire(_) | DbErr::Conn(_))
+/// Whether the database could not be reached or the connection broke, as opposed to a
+/// statement the database refused. A connection cut mid-transaction surfaces as an execution
+/// error carrying an I/O or pool error, so those count too: such a delivery must be answered
+/// 503 (the vendor retries), not stored as FAILED by a fallback that would also fail.
+pub fn is_connection_error(error: &DbErr) -> bool {
+    use sea_orm::RuntimeErr;
+    use sea_orm::sqlx::Error as Sqlx;
+    match error {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
+        DbErr::Exec(RuntimeErr::SqlxError(inner)) | DbErr::Query(RuntimeErr::SqlxError(inner)) => {
+            matches!(
+                inner.as_ref(),
+                Sqlx::Io(_)
+                    | Sqlx::PoolTimedOut
+                    | Sqlx::PoolClosed
+                    | Sqlx::WorkerCrashed
+                    | Sqlx::Protocol(_)
+            )
+        }
+        _ => false,
+    }
 }
 
 /// Counts SQL statements run through a pool (metrics, and tests that prove a query plan does

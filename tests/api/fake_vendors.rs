@@ -4,7 +4,7 @@
 //! and answers `{"response": "Subscribed"}`, or HTTP 500 `{"response": "Not Subscribed"}`.
 //! Each can be told to fail the way real services do (down, expired tokens, rate limits).
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -39,6 +39,9 @@ pub struct ChupState {
     pub down: AtomicBool,
     /// Answer the next alert request with 429 + Retry-After: 1.
     pub rate_limit_next: AtomicBool,
+    /// Answer an accepted alert this many milliseconds after recording it, like a real API
+    /// over a network: the alert is Chup's before the caller hears so.
+    pub latency_ms: AtomicU64,
 }
 
 impl ChupState {
@@ -168,6 +171,10 @@ async fn chup_alert(
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned),
     });
+    let latency = state.latency_ms.load(Ordering::SeqCst);
+    if latency > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(latency)).await;
+    }
     Json(json!({"success": true})).into_response()
 }
 
@@ -256,7 +263,10 @@ async fn vcita_unsubscribe(
     Json(json!({"response": "Unsubscribed"})).into_response()
 }
 
-/// The test config with `[chup]` and `[vcita]` pointing at the fakes.
+/// The test config with `[chup]` and `[vcita]` pointing at the fakes. The alert lease is 5 s,
+/// not 60: an app stopped in a test aborts its outbox worker, possibly between claiming an
+/// alert and settling it, and the next process may only retry it once the lease runs out —
+/// within the tests' 20 s waits. A send to a local fake takes milliseconds, far below 5 s.
 pub fn vendor_config(
     chup_url: &str,
     vcita_url: &str,
@@ -272,6 +282,7 @@ pub fn vendor_config(
         email = "{CHUP_EMAIL}"
         max_attempts = {max_attempts}
         retry_base_ms = 20
+        lease_secs = 5
         [vcita]
         api_base = "{vcita_url}"
         token = "{VCITA_TOKEN}"

@@ -4,6 +4,7 @@
 
 mod helpers;
 
+mod durability;
 mod fake_vendors;
 mod graphql_basics;
 mod graphql_queries;
