@@ -8,9 +8,7 @@ use std::sync::Arc;
 
 use async_graphql::{Context, ID, InputObject, Subscription};
 use entity::domain_event;
-use entity::ids::{
-    AppointmentId, ClientId, EventCursor, QueueEntryId, ServiceId, StaffId, VisitId,
-};
+use entity::ids::{ClientId, EventCursor, ServiceId, StaffId};
 use futures_util::{Stream, StreamExt};
 use sea_orm::{DatabaseConnection, EntityTrait};
 use tokio::sync::broadcast;
@@ -219,21 +217,14 @@ impl Subscription {
             service_id,
             ..EventFilter::default()
         };
-        let events =
-            committed_events(ctx, Matcher::new(Some(filter), Some("QueueEntry"))?, after).await?;
-        let db = ctx
-            .data::<DatabaseConnection>()
-            .map_err(|_| ApiError::Internal)?
-            .clone();
-        Ok(events.then(move |event| {
-            let db = db.clone();
-            async move {
-                let id = QueueEntryId(event?.entity_id);
-                let row = entity::queue_entry::Entity::find_by_id(id).one(&db).await?;
-                row.map(QueueEntry)
-                    .ok_or_else(|| ApiError::NotFound(format!("queue entry {}", id.0)))
-            }
-        }))
+        Ok(entity_changes::<entity::queue_entry::Entity, _>(
+            ctx,
+            Some(filter),
+            "QueueEntry",
+            after,
+            QueueEntry,
+        )
+        .await?)
     }
 
     /// Appointments as they change.
@@ -243,21 +234,14 @@ impl Subscription {
         filter: Option<EventFilter>,
         after: Option<String>,
     ) -> async_graphql::Result<impl Stream<Item = ApiResult<Appointment>> + use<>> {
-        let events =
-            committed_events(ctx, Matcher::new(filter, Some("Appointment"))?, after).await?;
-        let db = ctx
-            .data::<DatabaseConnection>()
-            .map_err(|_| ApiError::Internal)?
-            .clone();
-        Ok(events.then(move |event| {
-            let db = db.clone();
-            async move {
-                let id = AppointmentId(event?.entity_id);
-                let row = entity::appointment::Entity::find_by_id(id).one(&db).await?;
-                row.map(Appointment)
-                    .ok_or_else(|| ApiError::NotFound(format!("appointment {}", id.0)))
-            }
-        }))
+        Ok(entity_changes::<entity::appointment::Entity, _>(
+            ctx,
+            filter,
+            "Appointment",
+            after,
+            Appointment,
+        )
+        .await?)
     }
 
     /// Telehealth visits as they change.
@@ -267,19 +251,41 @@ impl Subscription {
         filter: Option<EventFilter>,
         after: Option<String>,
     ) -> async_graphql::Result<impl Stream<Item = ApiResult<Visit>> + use<>> {
-        let events = committed_events(ctx, Matcher::new(filter, Some("Visit"))?, after).await?;
-        let db = ctx
-            .data::<DatabaseConnection>()
-            .map_err(|_| ApiError::Internal)?
-            .clone();
-        Ok(events.then(move |event| {
-            let db = db.clone();
-            async move {
-                let id = VisitId(event?.entity_id);
-                let row = entity::visit::Entity::find_by_id(id).one(&db).await?;
-                row.map(Visit)
-                    .ok_or_else(|| ApiError::NotFound(format!("visit {}", id.0)))
-            }
-        }))
+        Ok(entity_changes::<entity::visit::Entity, _>(ctx, filter, "Visit", after, Visit).await?)
     }
+}
+
+/// The events of one entity type as a stream of that entity's current state (loaded when the
+/// event is delivered, so a subscriber always sees the newest state).
+async fn entity_changes<E, T>(
+    ctx: &Context<'_>,
+    filter: Option<EventFilter>,
+    entity_type: &'static str,
+    after: Option<String>,
+    wrap: fn(E::Model) -> T,
+) -> ApiResult<impl Stream<Item = ApiResult<T>> + use<E, T>>
+where
+    E: EntityTrait + Default,
+    E::Model: Send + Sync,
+    T: Send + 'static,
+{
+    use sea_orm::QueryFilter;
+    use sea_orm::sea_query::{Alias, Expr, ExprTrait};
+    let events = committed_events(ctx, Matcher::new(filter, Some(entity_type))?, after).await?;
+    let db = ctx
+        .data::<DatabaseConnection>()
+        .map_err(|_| ApiError::Internal)?
+        .clone();
+    Ok(events.then(move |event| {
+        let db = db.clone();
+        async move {
+            let id = event?.entity_id;
+            let row = E::find()
+                .filter(Expr::col((E::default(), Alias::new("id"))).eq(id))
+                .one(&db)
+                .await?;
+            row.map(wrap)
+                .ok_or_else(|| ApiError::NotFound(format!("{entity_type} {id}")))
+        }
+    }))
 }
