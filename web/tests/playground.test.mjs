@@ -68,15 +68,21 @@ test('the playground runs a live events subscription and receives a webhook\'s e
   await page.locator('.graphiql-tab', { hasText: 'LiveEvents' }).first().click();
   await page.locator('.graphiql-tab-active', { hasText: 'LiveEvents' }).waitFor();
   await page.locator('.graphiql-query-editor', { hasText: 'subscription LiveEvents' }).waitFor();
-  await page.locator('.graphiql-execute-button').click();
-  // The subscription is running once the key went out in connection_init and it subscribed.
-  await eventually('connection_init with the key, then subscribe', () =>
+  // GraphiQL re-derives the operation name from the editor a moment after a tab switch; a click
+  // before that runs the previous tab's operation name over HTTP ("Unknown operation"). Like a
+  // user, click again until the subscription is running: the key went out in connection_init
+  // and it subscribed.
+  const subscribed = () =>
     sockets.some(
       (frames) =>
         frames.some((f) => f.includes('connection_init') && f.includes(`Bearer ${DEV_KEY}`)) &&
         frames.some((f) => f.includes('"subscribe"') || f.includes('"start"')),
-    ),
-  10_000);
+    );
+  await eventually('connection_init with the key, then subscribe', async () => {
+    if (!sockets.length) await page.locator('.graphiql-execute-button').click();
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    return subscribed();
+  }, 15_000);
 
   const posted = await postWebhook(gateway, 'chup', fixture('chup/live_queue_created.json'));
   assert.equal(posted.status, 200, posted.body);
