@@ -524,9 +524,12 @@ fn appointment(ctx: &Ctx<'_>, data: Option<&RawValue>) -> Result<MapOutcome, Map
     };
     let ends_at = match (end_at, starts_at, d.duration) {
         (Some(e), _, _) => Some(e.with_timezone(&Utc)),
-        (None, Some(s), Some(minutes)) if (0..=24 * 60).contains(&minutes) => {
-            Some(s + chrono::Duration::minutes(minutes))
-        }
+        // `appointment_date` accepts chrono's signed years up to +262142, where adding the
+        // duration can overflow: that is a field the mapping cannot use, not a panic.
+        (None, Some(s), Some(minutes)) if (0..=24 * 60).contains(&minutes) => Some(
+            s.checked_add_signed(chrono::Duration::minutes(minutes))
+                .ok_or_else(|| MapError::new("`data.appointment_date` is out of range"))?,
+        ),
         _ => None,
     };
 
@@ -1389,6 +1392,19 @@ mod tests {
             a.status.as_ref().map(|s| (s.kind, s.raw.as_deref())),
             Some((AppointmentStatusKind::Other, Some("1")))
         );
+    }
+
+    #[test]
+    fn an_end_past_the_last_representable_date_fails_mapping_instead_of_panicking() {
+        // Panicked with "`DateTime + TimeDelta` overflowed" (found while writing the fuzz
+        // targets, reproduced with `chup_signed`; see fuzz/README.md).
+        let body = json!({"payload": {"event": "appointment_created", "timestamp": "2024-01-17T00:35:22+00:00",
+            "data": {"id": 1, "appointment_date": "+262142-12-31", "appointment_time": "23:00", "duration": 1440}}, "signature": ""});
+        let err = deliver_json(Vendor::Chup, &body)
+            .unwrap()
+            .outcome
+            .unwrap_err();
+        assert!(err.message().contains("appointment_date"), "{err}");
     }
 
     #[test]

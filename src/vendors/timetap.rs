@@ -206,7 +206,9 @@ fn map(a: Appointment, fingerprint: String) -> Result<MapOutcome, MapError> {
                     // Without an endDate an end before the start crosses midnight.
                     let day = match (end_date, start_time) {
                         (Some(day), _) => day,
-                        (None, Some(start)) if end < start => date + Duration::days(1),
+                        (None, Some(start)) if end < start => date
+                            .succ_opt()
+                            .ok_or_else(|| MapError::new("timetap `startDate` is out of range"))?,
                         (None, _) => date,
                     };
                     Some(to_utc(zone, day, end, "endTime")?)
@@ -333,7 +335,11 @@ fn hhmm(field: &str, value: Option<i64>) -> Result<Option<u32>, MapError> {
 }
 
 fn to_utc(zone: Tz, date: NaiveDate, minutes: u32, field: &str) -> Result<DateTime<Utc>, MapError> {
-    let local = date.and_time(NaiveTime::MIN) + Duration::minutes(i64::from(minutes));
+    // 2400 is midnight of the next day, which does not exist after chrono's last date.
+    let local = date
+        .and_time(NaiveTime::MIN)
+        .checked_add_signed(Duration::minutes(i64::from(minutes)))
+        .ok_or_else(|| MapError::new(format!("timetap `{field}` is out of range on that date")))?;
     // An ambiguous wall time (autumn fold) takes the earlier instant; a skipped one fails.
     zone.from_local_datetime(&local)
         .earliest()
@@ -654,6 +660,30 @@ mod tests {
             (
                 json!({"calendarId": 1, "startDate": "2024-03-10", "startTime": 230, "staff": staff}),
                 "daylight",
+            ),
+        ] {
+            let err = map_value(&body).unwrap_err();
+            assert!(err.message().contains(field), "{err}");
+        }
+    }
+
+    #[test]
+    fn times_past_the_last_representable_date_fail_mapping_instead_of_panicking() {
+        // Both panicked ("`NaiveDateTime + TimeDelta` overflowed", "`NaiveDate + TimeDelta`
+        // overflowed"): `startDate` takes chrono's signed years up to +262142 (found while
+        // writing the fuzz targets, reproduced with `timetap`; see fuzz/README.md).
+        let new_york = json!({"timeZoneCode": {"timeZoneCode": "America/New_York"}});
+        let utc = json!({"timeZoneCode": {"timeZoneCode": "UTC"}});
+        for (body, field) in [
+            // 2400 on the last date is the day after it.
+            (
+                json!({"calendarId": 1, "startDate": "+262142-12-31", "endTime": 2400, "staff": new_york}),
+                "endTime",
+            ),
+            // An end before the start without an endDate crosses into the day after it.
+            (
+                json!({"calendarId": 1, "startDate": "+262142-12-31", "startTime": 2300, "endTime": 100, "staff": utc}),
+                "startDate",
             ),
         ] {
             let err = map_value(&body).unwrap_err();
