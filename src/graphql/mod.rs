@@ -218,7 +218,8 @@ async fn graphql_http(
             return plain_error(answer, status, &message, Some("BAD_REQUEST"));
         }
     };
-    if method == Method::GET && is_mutation(&request) {
+    let mutation_fields = mutation_fields(&request);
+    if method == Method::GET && mutation_fields.is_some() {
         let mut response = plain_error(
             answer,
             StatusCode::METHOD_NOT_ALLOWED,
@@ -241,11 +242,7 @@ async fn graphql_http(
     let audit = AuditContext {
         actor: caller.key_name.clone(),
         operation: request.operation_name.clone(),
-        mutation_fields: if is_mutation(&request) {
-            root_fields(&request)
-        } else {
-            Vec::new()
-        },
+        mutation_fields: mutation_fields.unwrap_or_default(),
     };
     let response = state
         .schema
@@ -391,46 +388,29 @@ impl AuditContext {
     }
 }
 
-/// The root field names of the selected operation (for the audit log).
-fn root_fields(request: &async_graphql::Request) -> Vec<String> {
-    use async_graphql::parser::types::{DocumentOperations, Selection};
-    let Ok(document) = async_graphql::parser::parse_query(&request.query) else {
-        return Vec::new();
-    };
+/// When the selected operation is a mutation, its root field names (GET must not run one; the
+/// audit log names them); `None` for queries, subscriptions and unparseable documents (which
+/// execution then reports). Parsed once per request.
+fn mutation_fields(request: &async_graphql::Request) -> Option<Vec<String>> {
+    use async_graphql::parser::types::{DocumentOperations, OperationType, Selection};
+    let document = async_graphql::parser::parse_query(&request.query).ok()?;
     let operation = match (&document.operations, request.operation_name.as_deref()) {
-        (DocumentOperations::Single(op), _) => Some(op),
-        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name),
-        (DocumentOperations::Multiple(_), None) => None,
+        (DocumentOperations::Single(op), _) => op,
+        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name)?,
+        (DocumentOperations::Multiple(_), None) => return None,
     };
-    operation
-        .map(|op| {
-            op.node
-                .selection_set
-                .node
-                .items
-                .iter()
-                .filter_map(|item| match &item.node {
-                    Selection::Field(field) => Some(field.node.name.node.to_string()),
-                    _ => None,
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// Whether the selected operation is a mutation (GET must not run one).
-fn is_mutation(request: &async_graphql::Request) -> bool {
-    let Ok(document) = async_graphql::parser::parse_query(&request.query) else {
-        return false;
-    };
-    let is_mut = |op: &async_graphql::parser::types::OperationDefinition| {
-        op.ty == async_graphql::parser::types::OperationType::Mutation
-    };
-    match (&document.operations, request.operation_name.as_deref()) {
-        (async_graphql::parser::types::DocumentOperations::Single(op), _) => is_mut(&op.node),
-        (async_graphql::parser::types::DocumentOperations::Multiple(ops), Some(name)) => {
-            ops.get(name).is_some_and(|op| is_mut(&op.node))
-        }
-        (async_graphql::parser::types::DocumentOperations::Multiple(_), None) => false,
+    if operation.node.ty != OperationType::Mutation {
+        return None;
     }
+    let fields = operation
+        .node
+        .selection_set
+        .node
+        .items
+        .iter()
+        .filter_map(|item| match &item.node {
+            Selection::Field(field) => Some(field.node.name.node.to_string()),
+            _ => None,
+        });
+    Some(fields.collect())
 }

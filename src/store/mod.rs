@@ -13,7 +13,7 @@ pub mod retention;
 use std::time::Duration;
 
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr};
 use sea_orm_migration::MigratorTrait;
 
 use crate::config::{Config, SourceConfig};
@@ -25,16 +25,6 @@ pub enum StoreError {
     Unavailable(#[source] DbErr),
     #[error("database error: {0}")]
     Database(#[from] DbErr),
-}
-
-impl StoreError {
-    /// Connection-level failures (server down, pool exhausted) as opposed to bad statements.
-    pub fn is_unavailable(&self) -> bool {
-        match self {
-            StoreError::Unavailable(_) => true,
-            StoreError::Database(error) => is_connection_error(error),
-        }
-    }
 }
 
 /// Whether the database could not be reached or the connection broke, as opposed to a
@@ -122,11 +112,7 @@ pub async fn migrate(db: &DatabaseConnection) -> Result<(), StoreError> {
 
 /// Whether the database answers a trivial query right now (`/readyz`).
 pub async fn ping(db: &DatabaseConnection) -> Result<(), StoreError> {
-    let statement = match db.get_database_backend() {
-        DbBackend::Postgres => "SELECT 1",
-        _ => "SELECT 1",
-    };
-    db.execute_unprepared(statement)
+    db.execute_unprepared("SELECT 1")
         .await
         .map_err(StoreError::Unavailable)?;
     Ok(())
