@@ -48,6 +48,31 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Run the current mappers again over stored raw deliveries (all of them, or those the
+    /// options select; every option given must hold). Idempotent; lineage is kept.
+    Reprocess {
+        /// Report what would change; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Inbox ids (repeat or comma-separate).
+        #[arg(long = "id", value_delimiter = ',')]
+        ids: Vec<i64>,
+        /// Source ids (repeat or comma-separate).
+        #[arg(long = "source", value_delimiter = ',')]
+        sources: Vec<String>,
+        /// Stored statuses, e.g. FAILED,UNSUPPORTED (repeat or comma-separate).
+        #[arg(long = "status", value_delimiter = ',')]
+        statuses: Vec<String>,
+        /// The vendor's event type as stored.
+        #[arg(long)]
+        event_type: Option<String>,
+        /// Received at or after this instant (RFC 3339).
+        #[arg(long)]
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        /// Received before this instant (RFC 3339).
+        #[arg(long)]
+        until: Option<chrono::DateTime<chrono::Utc>>,
+    },
     /// Manage API keys stored in the database (hashed; a key is shown once).
     Keys {
         #[command(subcommand)]
@@ -99,6 +124,26 @@ pub async fn run(cli: Cli) -> ExitCode {
         }
         Command::Keys { action } => keys(cli.config, action).await,
         Command::Prune { dry_run } => prune(cli.config, dry_run).await,
+        Command::Reprocess {
+            dry_run,
+            ids,
+            sources,
+            statuses,
+            event_type,
+            since,
+            until,
+        } => {
+            let selection = crate::store::reprocess::Selection {
+                ids: (!ids.is_empty()).then_some(ids),
+                source_ids: (!sources.is_empty()).then_some(sources),
+                statuses: (!statuses.is_empty())
+                    .then(|| statuses.iter().map(|s| s.to_ascii_uppercase()).collect()),
+                event_type,
+                received_from: since,
+                received_until: until,
+            };
+            reprocess(cli.config, &selection, dry_run).await
+        }
         Command::Replay { to, source, files } => {
             replay(cli.config, &to, source.as_deref(), &files).await
         }
@@ -312,6 +357,56 @@ async fn prune(config_path: Option<PathBuf>, dry_run: bool) -> Result<(), String
         println!("{source}\t{verb} {count} raw bodies");
     }
     println!("events\t{verb} {}", report.events);
+    db.close()
+        .await
+        .map_err(|e| format!("closing database: {e}"))?;
+    Ok(())
+}
+
+async fn reprocess(
+    config_path: Option<PathBuf>,
+    selection: &crate::store::reprocess::Selection,
+    dry_run: bool,
+) -> Result<(), String> {
+    let config = load_config(config_path)?;
+    let db = startup::open_database(&config)
+        .await
+        .map_err(|e| e.to_string())?;
+    let report =
+        crate::store::reprocess::reprocess(&db, &config.mappers(), None, selection, dry_run)
+            .await
+            .map_err(|e| format!("reprocess failed: {e}"))?;
+    let verb = if dry_run { "would change" } else { "changed" };
+    for one in &report.deliveries {
+        let what = match one.skipped {
+            Some(reason) => format!("skipped: {reason}"),
+            None => {
+                let changes: Vec<String> = one
+                    .entity_changes
+                    .iter()
+                    .map(|c| format!("{} {}:{}", c.change, c.entity_type, c.entity_id))
+                    .collect();
+                format!(
+                    "{} -> {}{}",
+                    one.status_before,
+                    one.status_after,
+                    if changes.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", changes.join(", "))
+                    }
+                )
+            }
+        };
+        println!("{}\t{what}", one.id.0);
+    }
+    if report.truncated {
+        println!("…\tmore deliveries changed than are listed");
+    }
+    println!(
+        "matched {}, reprocessed {}, skipped {}; {verb} {} deliveries and {} entities",
+        report.matched, report.reprocessed, report.skipped, report.changed, report.entity_changes
+    );
     db.close()
         .await
         .map_err(|e| format!("closing database: {e}"))?;

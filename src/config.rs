@@ -283,6 +283,13 @@ impl EnvOverrides {
 }
 
 impl Config {
+    /// The mappers' settings (ingest and reprocess use the same).
+    pub fn mappers(&self) -> crate::vendors::MapperConfig {
+        crate::vendors::MapperConfig {
+            vsee_status_codes: self.vsee_status_codes.clone(),
+        }
+    }
+
     /// Loads the file if given (else development mode), applies the overrides, validates.
     pub fn load(path: Option<&Path>, env: &EnvOverrides) -> Result<Config, ConfigError> {
         match path {

@@ -116,9 +116,7 @@ impl Application {
             bus.clone(),
             metrics.commit_batch_size.clone(),
         ));
-        let mapper_config = Arc::new(crate::vendors::MapperConfig {
-            vsee_status_codes: config.vsee_status_codes.clone(),
-        });
+        let mapper_config = Arc::new(config.mappers());
         let limits = &config.limits;
         let webhook_rate = Arc::new(crate::ingest::rate_limit::SourceRateLimit::new(
             limits.webhook_rate_per_second,

@@ -9,14 +9,18 @@ use entity::ids::QueueEntryId;
 use sea_orm::{DatabaseConnection, EntityTrait};
 
 use super::error::{ApiError, ApiResult};
+use super::filters::WebhookEventFilter;
 use super::guard::{RequireScope, caller};
+use super::ids::encode;
 use super::ids::{NodeKind, decode_as};
-use super::types::{Alert, VcitaSubscription};
+use super::types::{Alert, EntityChange, VcitaSubscription};
+use super::types::{WebhookStatus, parse_stored, stored_name};
 use crate::bus::Bus;
 use crate::config::{Config, Scope, SourceCredential};
 use crate::domain::Vendor;
 use crate::outbound::{Outbound, VendorError};
 use crate::store::outbound::{self as store, NewAlert};
+use crate::store::reprocess;
 
 /// Longest alert text accepted (an SMS-friendly limit; Chup's own is unpublished).
 pub const MAX_ALERT_LENGTH: usize = 500;
@@ -34,6 +38,79 @@ pub struct ErasureReport {
     pub events_scrubbed: u64,
     /// Client, appointment and ticket rows whose personal fields were cleared.
     pub records_scrubbed: u64,
+}
+
+/// What a reprocess run did, or in a dry run would do.
+#[derive(async_graphql::SimpleObject)]
+pub struct ReprocessReport {
+    pub dry_run: bool,
+    /// Deliveries the filter matched.
+    pub matched: u64,
+    /// Deliveries the current mappers ran over.
+    pub reprocessed: u64,
+    /// Deliveries left alone: duplicates, and those whose raw body was pruned.
+    pub skipped: u64,
+    /// Deliveries whose status or entities changed.
+    pub changed: u64,
+    /// Entities created, updated or deleted, over all deliveries.
+    pub entity_changes: u64,
+    /// The deliveries that changed or were skipped, in id order (at most 1000).
+    pub deliveries: Vec<ReprocessedDelivery>,
+    /// More deliveries changed or were skipped than are listed.
+    pub truncated: bool,
+}
+
+/// One delivery's reprocess outcome.
+#[derive(async_graphql::SimpleObject)]
+pub struct ReprocessedDelivery {
+    pub webhook_event_id: ID,
+    pub status_before: WebhookStatus,
+    pub status_after: WebhookStatus,
+    /// Why it failed, is unsupported or was rejected, after this run.
+    pub error: Option<String>,
+    /// Why it was left alone, if it was.
+    pub skipped: Option<String>,
+    /// Entities created, updated or deleted. In a dry run, an entity that would be created has
+    /// an id that exists only inside the dry run.
+    pub entity_changes: Vec<EntityChange>,
+}
+
+impl From<reprocess::Report> for ReprocessReport {
+    fn from(report: reprocess::Report) -> Self {
+        let deliveries = report
+            .deliveries
+            .into_iter()
+            .map(|one| ReprocessedDelivery {
+                webhook_event_id: encode(NodeKind::WebhookEvent, one.id),
+                status_before: parse_stored(&one.status_before, WebhookStatus::Failed),
+                status_after: parse_stored(&one.status_after, WebhookStatus::Failed),
+                error: one.error,
+                skipped: one.skipped.map(str::to_owned),
+                entity_changes: one
+                    .entity_changes
+                    .into_iter()
+                    .map(|effect| {
+                        let kind = NodeKind::parse(&effect.entity_type).unwrap_or(NodeKind::Client);
+                        EntityChange {
+                            entity_id: encode(kind, effect.entity_id),
+                            entity_type: effect.entity_type,
+                            change: effect.change.to_owned(),
+                        }
+                    })
+                    .collect(),
+            })
+            .collect();
+        ReprocessReport {
+            dry_run: report.dry_run,
+            matched: report.matched,
+            reprocessed: report.reprocessed,
+            skipped: report.skipped,
+            changed: report.changed,
+            entity_changes: report.entity_changes,
+            deliveries,
+            truncated: report.truncated,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -56,6 +133,74 @@ impl AdminMutation {
             records_scrubbed: report.records,
         })
     }
+
+    /// Runs the current mappers again over one stored delivery (see `reprocessWebhookEvents`).
+    #[graphql(guard = "RequireScope(Scope::Admin)")]
+    async fn reprocess_webhook_event(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        #[graphql(default = false)] dry_run: bool,
+    ) -> ApiResult<ReprocessReport> {
+        let selection = reprocess::Selection {
+            ids: Some(vec![decode_as(&id, NodeKind::WebhookEvent)?]),
+            ..reprocess::Selection::default()
+        };
+        let report = run_reprocess(ctx, &selection, dry_run).await?;
+        if report.matched == 0 {
+            return Err(ApiError::NotFound(format!("webhook event {}", id.as_str())));
+        }
+        Ok(report)
+    }
+
+    /// Runs the current mappers again over the stored raw deliveries the filter matches, in
+    /// pages, after a mapper fix or to apply what FAILED or was UNSUPPORTED. Idempotent; the
+    /// entities touched are linked to each delivery's inbox row. `dryRun` reports what would
+    /// change and writes nothing. Duplicates and pruned deliveries are skipped.
+    #[graphql(guard = "RequireScope(Scope::Admin)")]
+    async fn reprocess_webhook_events(
+        &self,
+        ctx: &Context<'_>,
+        filter: Option<WebhookEventFilter>,
+        #[graphql(default = false)] dry_run: bool,
+    ) -> ApiResult<ReprocessReport> {
+        let filter = filter.unwrap_or_default();
+        let (received_from, received_until) = match &filter.received {
+            Some(range) => range.bounds()?,
+            None => (None, None),
+        };
+        let selection = reprocess::Selection {
+            ids: None,
+            source_ids: filter.source_ids,
+            statuses: filter.statuses.map(|statuses| {
+                statuses
+                    .into_iter()
+                    .map(|s| stored_name(s).to_owned())
+                    .collect()
+            }),
+            event_type: filter.event_type,
+            received_from,
+            received_until,
+        };
+        run_reprocess(ctx, &selection, dry_run).await
+    }
+}
+
+async fn run_reprocess(
+    ctx: &Context<'_>,
+    selection: &reprocess::Selection,
+    dry_run: bool,
+) -> ApiResult<ReprocessReport> {
+    let mappers = data::<Arc<Config>>(ctx)?.mappers();
+    let report = reprocess::reprocess(
+        data::<DatabaseConnection>(ctx)?,
+        &mappers,
+        Some(data::<Bus>(ctx)?),
+        selection,
+        dry_run,
+    )
+    .await?;
+    Ok(report.into())
 }
 
 fn data<'a, T: Send + Sync + 'static>(ctx: &'a Context<'_>) -> ApiResult<&'a T> {

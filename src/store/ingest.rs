@@ -301,7 +301,15 @@ async fn notify_replicas(
     txn: &DatabaseTransaction,
     events: &[domain_event::Model],
 ) -> Result<(), DbErr> {
-    if !events.is_empty() && txn.get_database_backend() == DbBackend::Postgres {
+    if !events.is_empty() {
+        notify_replicas_of_events(txn).await?;
+    }
+    Ok(())
+}
+
+/// PostgreSQL: queues the wake-up that replicas' tailers get when `txn` commits.
+pub(crate) async fn notify_replicas_of_events(txn: &DatabaseTransaction) -> Result<(), DbErr> {
+    if txn.get_database_backend() == DbBackend::Postgres {
         txn.execute_unprepared(&format!("NOTIFY {}", crate::bus::NOTIFY_CHANNEL))
             .await?;
     }
@@ -536,6 +544,118 @@ async fn write_delivery(
             error.as_deref(),
         ),
         answer: Answer::Stored(status),
+    })
+}
+
+/// What running the current mappers again over one stored delivery did (see
+/// [`super::reprocess`]).
+pub(crate) struct Reapplied {
+    pub status: InboxStatus,
+    pub error: Option<String>,
+    /// The vendor's (or, for TimeTap, the derived) event type.
+    pub event_type: Option<String>,
+    /// Every entity the delivery touched this time: `(entity type, row id, effect)`.
+    pub effects: Vec<(String, i64, &'static str)>,
+    pub events: Vec<domain_event::Model>,
+}
+
+/// Applies a stored delivery's mapping again and attributes its lineage, queue history and
+/// events to the delivery's own inbox row. It is not checked against dedupe keys (the caller
+/// decides whether the row is a duplicate), and it goes through the same ordering guard and
+/// change detection as a new delivery, so applying it twice writes nothing the second time.
+/// Lineage links that exist already are kept as they are.
+pub(crate) async fn reapply(
+    txn: &DatabaseTransaction,
+    inbox_id: WebhookEventId,
+    source_id: &SourceId,
+    delivery: &Result<Delivery, Rejection>,
+    now: DateTime<Utc>,
+) -> Result<Reapplied, DbErr> {
+    let delivery = match delivery {
+        Err(rejection) => {
+            return Ok(Reapplied {
+                status: InboxStatus::Rejected,
+                error: Some(rejection.to_string()),
+                event_type: None,
+                effects: Vec::new(),
+                events: Vec::new(),
+            });
+        }
+        Ok(delivery) => delivery,
+    };
+    let mut known = Known::default();
+    let mut rows = Rows::default();
+    let (status, error, event_type) = match &delivery.outcome {
+        Err(error) => (
+            InboxStatus::Failed,
+            Some(error.to_string()),
+            delivery.event_type.clone(),
+        ),
+        Ok(MapOutcome::Unsupported { reason, .. }) => (
+            InboxStatus::Unsupported,
+            Some(reason.clone()),
+            delivery.event_type.clone(),
+        ),
+        Ok(MapOutcome::Mapped(normalized)) => {
+            let mut apply = Apply {
+                txn,
+                known: &mut known,
+                rows: &mut rows,
+                source_id: source_id.clone(),
+                now,
+                occurred_at: normalized.occurred_at.unwrap_or(now),
+                refs: Refs::default(),
+                derived_event_type: None,
+            };
+            let status = apply.changes(normalized).await?;
+            let event_type = apply
+                .derived_event_type
+                .take()
+                .or_else(|| delivery.event_type.clone());
+            (status, None, event_type)
+        }
+    };
+    let effects = rows
+        .lineage
+        .iter()
+        .map(|row| {
+            let effect = match row.change.as_ref().as_str() {
+                "created" => Effect::Created,
+                "updated" => Effect::Updated,
+                "deleted" => Effect::Deleted,
+                "stale" => Effect::Stale,
+                _ => Effect::Unchanged,
+            };
+            (
+                row.entity_type.as_ref().clone(),
+                *row.entity_id.as_ref(),
+                effect.as_str(),
+            )
+        })
+        .collect();
+    rows.attach(inbox_id);
+    let lineage = std::mem::take(&mut rows.lineage);
+    for chunk in chunks(lineage) {
+        entity_lineage::Entity::insert_many(chunk)
+            .on_conflict(
+                sea_orm::sea_query::OnConflict::columns([
+                    entity_lineage::Column::WebhookEventId,
+                    entity_lineage::Column::EntityType,
+                    entity_lineage::Column::EntityId,
+                ])
+                .do_nothing()
+                .to_owned(),
+            )
+            .exec_without_returning(txn)
+            .await?;
+    }
+    let events = rows.insert(txn).await?;
+    Ok(Reapplied {
+        status,
+        error,
+        event_type,
+        effects,
+        events,
     })
 }
 

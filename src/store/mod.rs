@@ -8,6 +8,7 @@ pub mod events;
 pub mod ingest;
 pub mod keys;
 pub mod outbound;
+pub mod reprocess;
 pub mod retention;
 
 use std::time::Duration;

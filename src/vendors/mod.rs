@@ -111,10 +111,23 @@ impl<S> Webhook<S> {
 }
 
 impl Webhook<Verified> {
+    /// Re-opens a delivery stored in the inbox, which was verified when it was received (only
+    /// verified deliveries are stored). Reprocessing runs the current mappers over it without
+    /// verifying again: the secret may have been rotated since, and the bytes are ours.
+    pub fn from_inbox(vendor: Vendor, body: Bytes, verification: Option<Verification>) -> Self {
+        Webhook {
+            vendor,
+            body,
+            url_token: None,
+            verification,
+            state: PhantomData,
+        }
+    }
+
     /// How the delivery was authenticated (recorded on the inbox row).
     pub fn verification(&self) -> Verification {
-        // `verify` is the only constructor of `Webhook<Verified>` and always sets it; the
-        // fallback only keeps this total without an unwrap.
+        // `verify` always sets it; only an inbox row without one (never written by this
+        // gateway) reaches the fallback.
         self.verification.unwrap_or(Verification::UrlToken)
     }
 }
@@ -168,6 +181,17 @@ impl Verification {
             Verification::HmacPhpJson => "hmac-php-json",
             Verification::UrlToken => "url-token",
         }
+    }
+
+    /// The inverse of [`Verification::as_str`] (as stored on the inbox row).
+    pub fn parse(text: &str) -> Option<Verification> {
+        [
+            Verification::HmacRaw,
+            Verification::HmacPhpJson,
+            Verification::UrlToken,
+        ]
+        .into_iter()
+        .find(|v| v.as_str() == text)
     }
 }
 

@@ -13,6 +13,7 @@ mod health;
 mod lifecycle;
 mod operations;
 mod outbound;
+mod reprocess;
 mod security;
 mod subscriptions;
 mod webhooks;
