@@ -9,6 +9,8 @@
 #        PG_URL=postgres://postgres@127.0.0.1:5432  (server; a fresh database per round)
 #        CAREBRIDGE_BIN=path  (measure another build, e.g. a baseline; default: build release)
 #        SKIP_BUILD=1         (use the existing release binaries)
+#        PG_SOCKET=/var/run/postgresql  (the gateway reaches PostgreSQL over its Unix socket)
+#        ECHO_ADDR=127.0.0.1:18081 GATEWAY_ADDR=127.0.0.1:18082
 # Every process it starts is stopped by its PID; every database it creates is dropped.
 set -euo pipefail
 
@@ -20,8 +22,8 @@ THREADS="${THREADS:-2}"
 BODIES_COUNT="${BODIES_COUNT:-400000}"
 PG_URL="${PG_URL:-postgres://postgres@127.0.0.1:5432}"
 SECRET="bench-chup-secret-0123456789abcdef"
-ECHO_ADDR="127.0.0.1:18081"
-GATEWAY_ADDR="127.0.0.1:18082"
+ECHO_ADDR="${ECHO_ADDR:-127.0.0.1:18081}"
+GATEWAY_ADDR="${GATEWAY_ADDR:-127.0.0.1:18082}"
 
 case "$BACKEND" in sqlite|postgres) ;; *) echo "usage: $0 [sqlite|postgres]" >&2; exit 2 ;; esac
 command -v wrk >/dev/null || { echo "wrk missing: apt-get update && apt-get install -y wrk" >&2; exit 1; }
@@ -104,7 +106,7 @@ for round in $(seq 1 "$ROUNDS"); do
     db="carebridge_bench_$$_$round"
     psql "$PG_URL/postgres" -qc "CREATE DATABASE $db" >/dev/null
     DATABASES+=("$db")
-    database_url="$PG_URL/$db"
+    database_url="$PG_URL/$db${PG_SOCKET:+?host=$PG_SOCKET}"
   fi
   cat >"$dir/bench.toml" <<TOML
 listen = "$GATEWAY_ADDR"
@@ -117,6 +119,11 @@ secret = "$SECRET"
 name = "bench"
 key = "bench-api-key-0123456789abcdef"
 scopes = ["read"]
+[limits]
+# The per-source limit (default 200/s) protects a clinic's gateway from a runaway sender; the
+# benchmark measures the pipeline, so it is lifted.
+webhook_rate_per_second = 10000000
+webhook_burst = 10000000
 TOML
   "$GATEWAY_BIN" --config "$dir/bench.toml" --log-format json serve >"$OUT/gateway-$round.log" 2>&1 &
   pid=$!; PIDS+=("$pid")
