@@ -30,7 +30,9 @@
 //!   seconds as text, phone numbers, timestamps, error text that never quotes the body).
 
 pub mod chup;
-mod php_json;
+/// Public only so that the fuzz targets in `fuzz/` can check the re-encoding against serde's
+/// reading of the same text; the gateway itself uses it only through Chup verification.
+pub mod php_json;
 mod timetap;
 mod vcita;
 mod vsee;

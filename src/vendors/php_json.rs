@@ -14,7 +14,7 @@
 
 /// The input was not well-formed JSON text (only reachable with input serde already rejected).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum PhpJsonError {
+pub enum PhpJsonError {
     #[error("unterminated string")]
     UnterminatedString,
     #[error("invalid escape sequence in a string")]
@@ -24,7 +24,7 @@ pub(crate) enum PhpJsonError {
 }
 
 /// Re-encodes `raw` (valid JSON text) in PHP `json_encode` default form. The output is ASCII.
-pub(crate) fn encode(raw: &str) -> Result<String, PhpJsonError> {
+pub fn encode(raw: &str) -> Result<String, PhpJsonError> {
     let mut out = String::with_capacity(raw.len());
     let mut chars = raw.chars();
     while let Some(c) = chars.next() {
