@@ -113,6 +113,9 @@ database_url = "$database_url"
 id = "chup-main"
 vendor = "chup"
 secret = "$SECRET"
+[limits]
+webhook_rate_per_second = 1000000  # the benchmark measures the pipeline, not the rate limit
+webhook_burst = 1000000
 [[api_keys]]
 name = "bench"
 key = "bench-api-key-0123456789abcdef"
