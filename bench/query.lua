@@ -1,6 +1,7 @@
 -- wrk script: POSTs one GraphQL request (the JSON body in the file $QUERY_BODY) to $TARGET_PATH
 -- (default /graphql), with `Authorization: Bearer $API_KEY` when that is set. The request is
--- formatted once, so the load generator spends its CPU on I/O.
+-- formatted once, in init() (wrk sets the Host header only by then; Node's HTTP server refuses a
+-- request without one), so the load generator spends its CPU on I/O.
 local path = os.getenv("TARGET_PATH") or "/graphql"
 local file = assert(io.open(os.getenv("QUERY_BODY"), "rb"))
 local body = file:read("*a")
@@ -10,7 +11,11 @@ local key = os.getenv("API_KEY")
 if key and key ~= "" then
   headers["Authorization"] = "Bearer " .. key
 end
-local formatted = wrk.format("POST", path, headers, body)
+local formatted
+
+function init(args)
+  formatted = wrk.format("POST", path, headers, body)
+end
 
 function request()
   return formatted
