@@ -10,11 +10,14 @@
 //! - [`Migrator`]: the ordered list the CLI applies.
 //! - `m20261123_000001_create_tables`: the initial schema (inbox, normalized entities, event
 //!   log, outbox, admin tables). Its table and column names are mirrored by the `entity` crate.
+//! - `m20261123_000003_queue_board_index`: the index behind `queue(serviceId, date)`, in the
+//!   board's order.
 
 pub use sea_orm_migration::prelude::*;
 
 mod m20261123_000001_create_tables;
 mod m20261123_000002_event_log_state;
+mod m20261123_000003_queue_board_index;
 
 /// Applies CareBridge's migrations in order; `MigratorTrait::up`/`down` are the entry points.
 pub struct Migrator;
@@ -25,6 +28,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261123_000001_create_tables::Migration),
             Box::new(m20261123_000002_event_log_state::Migration),
+            Box::new(m20261123_000003_queue_board_index::Migration),
         ]
     }
 }

@@ -374,6 +374,37 @@ async fn sqlite_surrogate_keys_are_autoincrement_so_cursors_are_never_reused() {
     }
 }
 
+#[tokio::test]
+async fn sqlite_reads_a_queue_board_in_order_from_its_index_without_sorting() {
+    let db = sqlite_db().await;
+    Migrator::up(&db.conn, None).await.expect("up");
+    // The statement `queue(serviceId, date)` runs (sea-orm's shape of it).
+    let plan = db
+        .conn
+        .query_all_raw(Statement::from_string(
+            DbBackend::Sqlite,
+            "EXPLAIN QUERY PLAN SELECT * FROM queue_entries WHERE service_id = 1 \
+             AND queue_date = '2024-01-16' AND deleted = false \
+             ORDER BY vendor_created_at ASC, id ASC",
+        ))
+        .await
+        .expect("explain the board query");
+    let steps: Vec<String> = plan
+        .iter()
+        .map(|row| row.try_get::<String>("", "detail").expect("detail column"))
+        .collect();
+    assert!(
+        steps
+            .iter()
+            .any(|step| step.contains("idx_queue_entries_service_date_order")),
+        "the board does not use its index: {steps:?}"
+    );
+    assert!(
+        !steps.iter().any(|step| step.contains("TEMP B-TREE")),
+        "the board is sorted after reading: {steps:?}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // PostgreSQL
 // ---------------------------------------------------------------------------------------------

@@ -219,18 +219,13 @@ impl QueueQuery {
         date: NaiveDate,
     ) -> ApiResult<Vec<QueueEntry>> {
         let service = ServiceId(decode_as(&service_id, NodeKind::Service)?);
-        let rows = queue_entry::Entity::find()
+        let select = queue_entry::Entity::find()
             .filter(queue_entry::Column::ServiceId.eq(service))
             .filter(queue_entry::Column::QueueDate.eq(date))
             .filter(queue_entry::Column::Deleted.eq(false))
             .order_by_asc(queue_entry::Column::VendorCreatedAt)
-            .order_by_asc(queue_entry::Column::Id)
-            .all(db(ctx)?)
-            .await?;
-        let refs = rows
-            .iter()
-            .map(|row| (row.client_id, row.staff_id, row.service_id));
-        prefetch_refs(ctx, ctx.look_ahead(), refs).await?;
+            .order_by_asc(queue_entry::Column::Id);
+        let rows = queue_entries_with_refs(ctx, db(ctx)?, ctx.look_ahead(), select).await?;
         Ok(rows.into_iter().map(QueueEntry).collect())
     }
 

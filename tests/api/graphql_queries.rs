@@ -293,6 +293,105 @@ async fn the_queue_board_lists_one_service_for_one_day_in_join_order() {
     app.stop().await;
 }
 
+/// The Registration service's global id.
+async fn registration_service(app: &TestApp) -> Value {
+    let services = gql(app, READ_KEY, "{ services { id name } }", json!({})).await;
+    data(&services)["services"]
+        .as_array()
+        .expect("services")
+        .iter()
+        .find(|s| s["name"] == "Registration")
+        .expect("Registration service")["id"]
+        .clone()
+}
+
+#[tokio::test]
+async fn a_queue_board_with_client_staff_and_service_costs_one_statement() {
+    let app = spawn_app().await;
+    clinic_day(&app).await;
+    let registration = registration_service(&app).await;
+    let query = "query($s: ID!, $d: NaiveDate!) { queue(serviceId: $s, date: $d) { vendorId \
+                 client { id name phone } staff { name } service { id name } } }";
+    let variables = json!({"s": registration, "d": "2024-01-17"});
+    // The pool also serves the event tailer's periodic look; the cheapest of three runs is the
+    // query's own cost.
+    let mut cost = u64::MAX;
+    let mut board = Value::Null;
+    for _ in 0..3 {
+        let before = app.statements.get();
+        board = gql(&app, READ_KEY, query, variables.clone()).await;
+        cost = cost.min(app.statements.get() - before);
+    }
+    assert_eq!(cost, 1, "the board and its references in one statement");
+    let tickets = data(&board)["queue"].as_array().expect("board");
+    assert_eq!(tickets.len(), 2);
+    for ticket in tickets {
+        assert_eq!(ticket["service"]["id"], registration, "{ticket}");
+        assert_eq!(ticket["service"]["name"], "Registration", "{ticket}");
+        assert!(ticket["client"]["name"].is_string(), "{ticket}");
+        assert!(ticket["client"]["phone"].is_string(), "{ticket}");
+        assert!(ticket["staff"]["name"].is_string(), "{ticket}");
+    }
+    // The same answer as resolving each reference on its own (through `node`).
+    let client_id = tickets[0]["client"]["id"].clone();
+    let node = gql(
+        &app,
+        READ_KEY,
+        "query($id: ID!) { node(id: $id) { ... on Client { id name phone } } }",
+        json!({"id": client_id}),
+    )
+    .await;
+    assert_eq!(data(&node)["node"], tickets[0]["client"]);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_queue_board_without_references_reads_only_the_tickets() {
+    let app = spawn_app().await;
+    clinic_day(&app).await;
+    let registration = registration_service(&app).await;
+    let board = gql(
+        &app,
+        READ_KEY,
+        "query($s: ID!, $d: NaiveDate!) { queue(serviceId: $s, date: $d) { vendorId queueDate } }",
+        json!({"s": registration, "d": "2024-01-17"}),
+    )
+    .await;
+    assert_eq!(
+        data(&board)["queue"],
+        json!([{"vendorId": "19242", "queueDate": "2024-01-17"},
+               {"vendorId": "19244", "queueDate": "2024-01-17"}])
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn answers_list_fields_in_the_order_the_query_asked_for_them() {
+    let app = spawn_app().await;
+    clinic_day(&app).await;
+    let query = "{ services { name id } sources { vendor id } }";
+    let text = app
+        .client
+        .post(app.url("/graphql"))
+        .bearer_auth(READ_KEY)
+        .json(&json!({ "query": query }))
+        .send()
+        .await
+        .expect("send")
+        .text()
+        .await
+        .expect("body");
+    assert!(
+        text.starts_with(r#"{"data":{"services":[{"name":"#),
+        "fields out of the query's order: {text}"
+    );
+    assert!(
+        text.contains(r#""sources":[{"vendor":"#),
+        "fields out of the query's order: {text}"
+    );
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn visits_payments_staff_sources_and_lists_answer() {
     let app = spawn_app().await;

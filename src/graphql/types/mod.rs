@@ -10,10 +10,11 @@ pub use objects::*;
 
 use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
 use async_graphql::{Context, ID, Interface};
-use sea_orm::DbErr;
+use sea_orm::{DatabaseConnection, DbErr, Select};
 use std::sync::Arc;
 
 use entity::ids::{ClientId, ServiceId, StaffId};
+use entity::{client, queue_entry, service, staff};
 
 use super::error::{ApiError, ApiResult};
 use super::loaders::DbLoader;
@@ -126,4 +127,40 @@ pub(crate) async fn prefetch_refs(
     s?;
     v?;
     Ok(())
+}
+
+/// Runs `select` over queue entries and, when the selection asks for a client, staff or service,
+/// fetches those in the same statement (three LEFT JOINs on primary keys) and feeds them to the
+/// request's loader, whose cache the field resolvers then hit. One statement and one round trip
+/// for a whole board instead of one per kind, and no wait for the DataLoader's batching timer.
+/// Without a cached loader (websockets) the rows alone are read and the fields batch as usual.
+pub(crate) async fn queue_entries_with_refs(
+    ctx: &Context<'_>,
+    db: &DatabaseConnection,
+    selection: async_graphql::Lookahead<'_>,
+    select: Select<queue_entry::Entity>,
+) -> ApiResult<Vec<queue_entry::Model>> {
+    let wants = |name: &str| selection.field(name).exists();
+    let loader = match loaders(ctx)? {
+        Loaders::Cached(loader) if wants("client") || wants("staff") || wants("service") => loader,
+        _ => return Ok(select.all(db).await?),
+    };
+    let joined = select
+        .find_also_related(client::Entity)
+        .find_also(queue_entry::Entity, staff::Entity)
+        .find_also(queue_entry::Entity, service::Entity)
+        .all(db)
+        .await?;
+    let mut rows = Vec::with_capacity(joined.len());
+    let (mut clients, mut members, mut services) = (Vec::new(), Vec::new(), Vec::new());
+    for (row, client, member, service) in joined {
+        clients.extend(client.map(|m| (m.id, m)));
+        members.extend(member.map(|m| (m.id, m)));
+        services.extend(service.map(|m| (m.id, m)));
+        rows.push(row);
+    }
+    loader.feed_many(clients).await;
+    loader.feed_many(members).await;
+    loader.feed_many(services).await;
+    Ok(rows)
 }
