@@ -81,6 +81,11 @@ pub async fn connect_counted(
 /// the ingest batch gives each delivery a savepoint, and SQLite keeps the pages a savepoint may
 /// have to restore in a sub-journal that otherwise spills to a temp file past 64 KiB (measured:
 /// two thirds of all write syscalls under load, for data that never needs to survive a crash).
+/// SQLite page cache per connection, as a negative `cache_size` (KiB): 32 MiB instead of the
+/// default 2 MiB, so the writer's index lookups (dedupe keys, vendor ids) stay in memory as the
+/// inbox grows, instead of reading pages back through the kernel. Grows only as pages are used.
+const SQLITE_CACHE_KIB: i64 = -32 * 1024;
+
 pub async fn connect(database_url: &str) -> Result<DatabaseConnection, StoreError> {
     let mut options = ConnectOptions::new(database_url.to_owned());
     options
@@ -93,10 +98,17 @@ pub async fn connect(database_url: &str) -> Result<DatabaseConnection, StoreErro
                 .foreign_keys(true)
                 .busy_timeout(Duration::from_secs(5))
                 .pragma("temp_store", "memory")
+                .pragma("cache_size", SQLITE_CACHE_KIB.to_string())
                 .create_if_missing(true)
         });
     if database_url.starts_with("sqlite:") {
-        options.max_connections(8).min_connections(1);
+        // A pooled SQLite connection is a local file handle, not a socket that can go stale:
+        // the ping sqlx sends before handing one out is a wasted round trip to its worker
+        // thread (measured: ~1 ms of a ~10 ms ingest batch on a loaded box).
+        options
+            .max_connections(8)
+            .min_connections(1)
+            .test_before_acquire(false);
     } else {
         options.max_connections(16).min_connections(1);
     }
