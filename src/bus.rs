@@ -17,6 +17,7 @@ use entity::domain_event;
 use entity::ids::EventCursor;
 use sea_orm::{
     ColumnTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    QueryTrait,
 };
 use tokio::sync::{Notify, broadcast};
 
@@ -133,15 +134,23 @@ async fn publish_new(
 }
 
 /// Events above `after`, in cursor order.
+///
+/// The limit is written into the SQL text, not bound: SQLite marks a statement whose `LIMIT` is
+/// a bound parameter for re-preparing every time that parameter is bound again (the planner may
+/// use its value), so the tailer's query, run after every commit, was parsed and planned anew
+/// each time (perf: `sqlite3Reprepare` ≈ 8 % of the gateway's CPU at 1k webhooks/s).
 pub async fn events_after(
     db: &DatabaseConnection,
     after: EventCursor,
     limit: u64,
 ) -> Result<Vec<domain_event::Model>, sea_orm::DbErr> {
-    domain_event::Entity::find()
+    let mut statement = domain_event::Entity::find()
         .filter(domain_event::Column::Cursor.gt(after))
         .order_by_asc(domain_event::Column::Cursor)
-        .limit(limit)
+        .build(db.get_database_backend());
+    statement.sql.push_str(&format!(" LIMIT {limit}"));
+    domain_event::Entity::find()
+        .from_raw_sql(statement)
         .all(db)
         .await
 }
