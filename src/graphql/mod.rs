@@ -55,7 +55,8 @@ pub fn schema_builder() -> async_graphql::SchemaBuilder<Query, Mutation, Subscri
         .limit_complexity(MAX_COMPLEXITY)
 }
 
-/// The schema as served: the database, config and event bus attached as context data.
+/// The schema as served: the database, config, event bus and the process-wide live loader
+/// (shared by every websocket connection, see `loaders`) attached as context data.
 pub fn build(
     db: DatabaseConnection,
     config: Arc<Config>,
@@ -63,6 +64,7 @@ pub fn build(
     outbound: crate::outbound::Outbound,
 ) -> CareBridgeSchema {
     schema_builder()
+        .data(loaders::LiveLoader::new(db.clone()))
         .data(db)
         .data(config)
         .data(bus)

@@ -15,7 +15,6 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use async_graphql::Data;
-use async_graphql::dataloader::DataLoader;
 use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, WebSocketProtocols, WsMessage};
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::http::HeaderMap;
@@ -24,7 +23,6 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::loaders::DbLoader;
 use crate::auth::{self, Caller};
 use crate::startup::AppState;
 
@@ -182,17 +180,11 @@ async fn serve(state: AppState, protocol: Option<WebSocketProtocols>, socket: We
         return;
     };
 
-    // Connection data: the caller, and a loader without a cache (a connection lives long;
-    // cached entities would go stale between events, while batching still merges the loads
-    // of many subscriptions resolving the same event).
+    // Connection data: only the caller. Nested loads go through the schema's process-wide
+    // live loader (no cache, so nothing goes stale between events; shared, so the loads of
+    // every connection resolving the same event merge into one batch).
     let mut data = Data::default();
     data.insert(caller);
-    data.insert(DataLoader::new(
-        DbLoader {
-            db: state.db.clone(),
-        },
-        tokio::spawn,
-    ));
 
     let (to_engine, engine_input) = mpsc::channel::<Vec<u8>>(16);
     if to_engine.send(first.into_bytes()).await.is_err() {
