@@ -12,6 +12,7 @@ mod error;
 mod filters;
 mod guard;
 mod ids;
+mod live;
 mod loaders;
 mod mutation;
 mod query;
@@ -36,6 +37,7 @@ use crate::config::Config;
 use crate::startup::AppState;
 
 pub use error::ApiError;
+pub use live::LiveHub;
 pub use mutation::Mutation;
 pub use query::Query;
 pub use subscription::Subscription;
