@@ -501,4 +501,69 @@ mod tests {
         );
         assert_ne!(one, admin);
     }
+
+    fn hub() -> LiveHub {
+        let gauge = prometheus::IntGauge::new("test_shared", "test").expect("gauge");
+        LiveHub::new(crate::graphql::schema_builder().finish(), gauge)
+    }
+
+    #[tokio::test]
+    async fn a_member_that_falls_behind_learns_it_and_ends() {
+        let hub = hub();
+        let (sender, receiver) = broadcast::channel(GROUP_BUFFER);
+        let seat = Seat {
+            hub: hub.inner.clone(),
+            key: Arc::new(
+                share_key(
+                    &request("subscription { events { cursor } }", serde_json::json!({})),
+                    &reader(),
+                )
+                .expect("key"),
+            ),
+            id: 0,
+        };
+        let mut member = Member::new(receiver, seat);
+        for n in 0..GROUP_BUFFER + 3 {
+            sender.send(Arc::from(n.to_string())).expect("a receiver");
+        }
+        assert!(matches!(member.next().await, Some(Delivery::Lagged(3))));
+        assert!(member.next().await.is_none(), "and nothing after");
+    }
+
+    #[tokio::test]
+    async fn a_shared_stream_that_fails_sends_its_error_to_every_member_then_ends_them() {
+        // This schema has no database: the subscription fails at start, for every member.
+        let hub = hub();
+        let query = "subscription { events { cursor } }";
+        let key = share_key(&request(query, serde_json::json!({})), &reader()).expect("key");
+        let mut members = [
+            hub.join(key.clone(), request(query, serde_json::json!({}))),
+            hub.join(key, request(query, serde_json::json!({}))),
+        ];
+        for member in &mut members {
+            match member.next().await {
+                Some(Delivery::Payload(payload)) => {
+                    assert!(payload.contains(r#""code":"INTERNAL""#), "{payload}")
+                }
+                other => panic!("expected the error payload, got {other:?}"),
+            }
+            assert!(matches!(member.next().await, Some(Delivery::Ended)));
+        }
+        assert!(hub.inner.groups.lock().expect("lock").by_key.is_empty());
+        assert_eq!(hub.inner.running.get(), 0);
+    }
+
+    #[tokio::test]
+    async fn the_last_member_out_cancels_the_shared_stream() {
+        let hub = hub();
+        let query = "subscription { events { cursor } }";
+        let key = share_key(&request(query, serde_json::json!({})), &reader()).expect("key");
+        let first = hub.join(key.clone(), request(query, serde_json::json!({})));
+        let second = hub.join(key, request(query, serde_json::json!({})));
+        assert_eq!(hub.inner.running.get(), 1, "one group");
+        drop(first);
+        drop(second);
+        assert!(hub.inner.groups.lock().expect("lock").by_key.is_empty());
+        assert_eq!(hub.inner.running.get(), 0);
+    }
 }

@@ -399,3 +399,56 @@ fn lagged(protocol: WebSocketProtocols, id: &str, missed: u64) -> Message {
 fn json_string(text: &str) -> String {
     serde_json::Value::from(text).to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(message: Message) -> serde_json::Value {
+        match message {
+            Message::Text(text) => serde_json::from_str(&text).expect("JSON"),
+            other => panic!("not text: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn shared_payloads_are_worded_as_the_engine_words_them() {
+        let payload = r#"{"data":{"x":1}}"#;
+        let Message::Text(current) = next(WebSocketProtocols::GraphQLWS, "a\"b", payload) else {
+            panic!("text");
+        };
+        assert_eq!(
+            current.as_str(),
+            r#"{"type":"next","id":"a\"b","payload":{"data":{"x":1}}}"#
+        );
+        let legacy = text(next(
+            WebSocketProtocols::SubscriptionsTransportWS,
+            "1",
+            payload,
+        ));
+        assert_eq!(
+            legacy,
+            serde_json::json!({"type": "data", "id": "1", "payload": {"data": {"x": 1}}})
+        );
+        assert_eq!(
+            text(complete("1")),
+            serde_json::json!({"type": "complete", "id": "1"})
+        );
+    }
+
+    #[test]
+    fn a_lagging_member_gets_an_error_asking_it_to_resync() {
+        let current = text(lagged(WebSocketProtocols::GraphQLWS, "1", 7));
+        assert_eq!(current["type"], "error");
+        assert_eq!(current["payload"][0]["extensions"]["code"], "LAGGED");
+        assert_eq!(current["payload"][0]["extensions"]["resync"], true);
+        assert!(
+            current["payload"][0]["message"]
+                .as_str()
+                .expect("message")
+                .contains("fell behind")
+        );
+        let legacy = text(lagged(WebSocketProtocols::SubscriptionsTransportWS, "1", 7));
+        assert_eq!(legacy["payload"]["extensions"]["code"], "LAGGED");
+    }
+}
