@@ -236,8 +236,12 @@ async fn serve(state: AppState, protocol: Option<WebSocketProtocols>, socket: We
     let mut acknowledged = false;
     loop {
         let running = active.len() as i64;
-        metrics.subscriptions.add(running - reported_subscriptions);
-        reported_subscriptions = running;
+        if running != reported_subscriptions {
+            // Only on change: the gauge is one atomic shared by every connection, and this loop
+            // turns once per delivery on every subscribed connection at the same moment.
+            metrics.subscriptions.add(running - reported_subscriptions);
+            reported_subscriptions = running;
+        }
         tokio::select! {
             incoming = source.next() => {
                 last_heard = Instant::now();
