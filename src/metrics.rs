@@ -23,6 +23,8 @@ pub struct Metrics {
     pub last_delivery: IntGaugeVec,
     pub websocket_connections: IntGauge,
     pub subscriptions: IntGauge,
+    /// Executions shared by identical live subscriptions (one per group, however many members).
+    pub shared_subscriptions: IntGauge,
     /// Events handed to this process's live subscribers (per event, not per subscriber).
     pub events_published: IntCounter,
     /// Alerts waiting to be sent (refreshed at scrape).
@@ -77,6 +79,10 @@ impl Metrics {
                 "Open websocket connections",
             )?,
             subscriptions: IntGauge::new("subscriptions", "Active GraphQL subscriptions")?,
+            shared_subscriptions: IntGauge::new(
+                "shared_subscription_executions",
+                "Running executions shared by identical live subscriptions",
+            )?,
             events_published: IntCounter::new(
                 "events_published_total",
                 "Domain events handed to live subscribers",
@@ -104,6 +110,7 @@ impl Metrics {
             Box::new(self.last_delivery.clone()),
             Box::new(self.websocket_connections.clone()),
             Box::new(self.subscriptions.clone()),
+            Box::new(self.shared_subscriptions.clone()),
             Box::new(self.events_published.clone()),
             Box::new(self.outbox_depth.clone()),
             Box::new(self.alerts.clone()),

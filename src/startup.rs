@@ -43,6 +43,8 @@ pub struct AppState {
     /// One permit per open websocket connection.
     pub websocket_slots: Arc<tokio::sync::Semaphore>,
     pub metrics: crate::metrics::Metrics,
+    /// Shared executions of identical live subscriptions, across all websocket connections.
+    pub live: crate::graphql::LiveHub,
 }
 
 pub struct Application {
@@ -125,7 +127,10 @@ impl Application {
         let websocket_slots = Arc::new(tokio::sync::Semaphore::new(
             limits.max_websocket_connections,
         ));
+        let live =
+            crate::graphql::LiveHub::new(schema.clone(), metrics.shared_subscriptions.clone());
         let state = AppState {
+            live,
             db,
             config,
             schema,

@@ -1,23 +1,52 @@
 //! DataLoaders for every nested lookup, so a page of N items with their client, staff and
 //! service costs a constant number of statements, not N of each. One loader struct serves all
-//! keys; each key type names what it loads. A fresh `DataLoader` is made per request, so its
-//! cache never outlives the request.
+//! keys; each key type names what it loads.
+//!
+//! Two kinds of `DataLoader` run over it:
+//! - HTTP: a fresh one with a cache per request, so its cache never outlives the request;
+//! - live deliveries (websocket subscriptions): one process-wide [`LiveLoader`] *without* a
+//!   cache, shared by every connection. Subscribers are woken by the same event at the same
+//!   moment, so their loads of the same queue entry, client, service and staff land in the
+//!   same batch: one statement per kind for all of them instead of one per subscriber. No
+//!   cache means nothing outlives a batch, so each delivery sees the entity as it is then.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
-use async_graphql::dataloader::Loader;
+use async_graphql::dataloader::{DataLoader, Loader};
 use entity::ids::{
-    AppointmentId, ClientId, LocationId, QueueEntryId, ServiceId, StaffId, WebhookEventId,
+    AppointmentId, ClientId, LocationId, QueueEntryId, ServiceId, StaffId, VisitId, WebhookEventId,
 };
 use entity::{
     appointment, client, entity_lineage, location, queue_entry, queue_state_history, service,
-    staff, webhook_event,
+    staff, visit, webhook_event,
 };
 use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder};
 
 pub struct DbLoader {
     pub db: DatabaseConnection,
+}
+
+/// How long the live loader gathers keys before it runs a batch. async-graphql's default is
+/// 1 ms, and a delivery waits for it twice (the changed entity, then its client, service and
+/// staff), which would take a large bite of the 2 ms end-to-end latency target. Subscribers
+/// woken by one event reach their loads within microseconds of each other, so a short window
+/// still gathers them.
+const LIVE_BATCH_DELAY: Duration = Duration::from_micros(200);
+
+/// The process-wide uncached loader of live deliveries (see the module doc). Schema data, so
+/// every execution of the served schema finds it; an `Arc` so a subscription stream, which
+/// outlives the resolver call that builds it, can keep a handle.
+#[derive(Clone)]
+pub struct LiveLoader(pub Arc<DataLoader<DbLoader>>);
+
+impl LiveLoader {
+    pub fn new(db: DatabaseConnection) -> LiveLoader {
+        LiveLoader(Arc::new(
+            DataLoader::new(DbLoader { db }, tokio::spawn).delay(LIVE_BATCH_DELAY),
+        ))
+    }
 }
 
 macro_rules! by_id_loader {
@@ -45,6 +74,7 @@ by_id_loader! {
     LocationId => location,
     AppointmentId => appointment,
     QueueEntryId => queue_entry,
+    VisitId => visit,
     WebhookEventId => webhook_event,
 }
 

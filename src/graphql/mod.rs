@@ -12,6 +12,7 @@ mod error;
 mod filters;
 mod guard;
 mod ids;
+mod live;
 mod loaders;
 mod mutation;
 mod query;
@@ -36,6 +37,7 @@ use crate::config::Config;
 use crate::startup::AppState;
 
 pub use error::ApiError;
+pub use live::LiveHub;
 pub use mutation::Mutation;
 pub use query::Query;
 pub use subscription::Subscription;
@@ -55,7 +57,8 @@ pub fn schema_builder() -> async_graphql::SchemaBuilder<Query, Mutation, Subscri
         .limit_complexity(MAX_COMPLEXITY)
 }
 
-/// The schema as served: the database, config and event bus attached as context data.
+/// The schema as served: the database, config, event bus and the process-wide live loader
+/// (shared by every websocket connection, see `loaders`) attached as context data.
 pub fn build(
     db: DatabaseConnection,
     config: Arc<Config>,
@@ -63,6 +66,7 @@ pub fn build(
     outbound: crate::outbound::Outbound,
 ) -> CareBridgeSchema {
     schema_builder()
+        .data(loaders::LiveLoader::new(db.clone()))
         .data(db)
         .data(config)
         .data(bus)

@@ -6,15 +6,19 @@
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 
+use async_graphql::dataloader::Loader;
 use async_graphql::{Context, ID, InputObject, Subscription};
 use entity::domain_event;
-use entity::ids::{ClientId, EventCursor, ServiceId, StaffId};
+use entity::ids::{
+    AppointmentId, ClientId, EventCursor, QueueEntryId, ServiceId, StaffId, VisitId,
+};
 use futures_util::{Stream, StreamExt};
-use sea_orm::{DatabaseConnection, EntityTrait};
+use sea_orm::{DatabaseConnection, DbErr};
 use tokio::sync::broadcast;
 
 use super::error::{ApiError, ApiResult};
 use super::ids::{NodeKind, decode_as};
+use super::loaders::{DbLoader, LiveLoader};
 use super::types::{Appointment, DomainEvent, QueueEntry, Visit};
 use crate::bus::{self, Bus};
 
@@ -217,11 +221,12 @@ impl Subscription {
             service_id,
             ..EventFilter::default()
         };
-        Ok(entity_changes::<entity::queue_entry::Entity, _>(
+        Ok(entity_changes(
             ctx,
             Some(filter),
             "QueueEntry",
             after,
+            QueueEntryId,
             QueueEntry,
         )
         .await?)
@@ -234,11 +239,12 @@ impl Subscription {
         filter: Option<EventFilter>,
         after: Option<String>,
     ) -> async_graphql::Result<impl Stream<Item = ApiResult<Appointment>> + use<>> {
-        Ok(entity_changes::<entity::appointment::Entity, _>(
+        Ok(entity_changes(
             ctx,
             filter,
             "Appointment",
             after,
+            AppointmentId,
             Appointment,
         )
         .await?)
@@ -251,39 +257,38 @@ impl Subscription {
         filter: Option<EventFilter>,
         after: Option<String>,
     ) -> async_graphql::Result<impl Stream<Item = ApiResult<Visit>> + use<>> {
-        Ok(entity_changes::<entity::visit::Entity, _>(ctx, filter, "Visit", after, Visit).await?)
+        Ok(entity_changes(ctx, filter, "Visit", after, VisitId, Visit).await?)
     }
 }
 
-/// The events of one entity type as a stream of that entity's current state (loaded when the
-/// event is delivered, so a subscriber always sees the newest state).
-async fn entity_changes<E, T>(
+/// The events of one entity type as a stream of that entity's current state, loaded when the
+/// event is delivered, so a subscriber always sees the newest state. The load goes through the
+/// process-wide live loader: every stream woken by the same event asks for the same id at the
+/// same moment, and the loader turns those asks into one statement.
+async fn entity_changes<K, M, T>(
     ctx: &Context<'_>,
     filter: Option<EventFilter>,
     entity_type: &'static str,
     after: Option<String>,
-    wrap: fn(E::Model) -> T,
-) -> ApiResult<impl Stream<Item = ApiResult<T>> + use<E, T>>
+    key: fn(i64) -> K,
+    wrap: fn(M) -> T,
+) -> ApiResult<impl Stream<Item = ApiResult<T>> + use<K, M, T>>
 where
-    E: EntityTrait + Default,
-    E::Model: Send + Sync,
+    K: Send + Sync + std::hash::Hash + Eq + Clone + 'static,
+    M: Send + Sync + Clone + 'static,
     T: Send + 'static,
+    DbLoader: Loader<K, Value = M, Error = Arc<DbErr>>,
 {
-    use sea_orm::QueryFilter;
-    use sea_orm::sea_query::{Alias, Expr, ExprTrait};
     let events = committed_events(ctx, Matcher::new(filter, Some(entity_type))?, after).await?;
-    let db = ctx
-        .data::<DatabaseConnection>()
+    let loader = ctx
+        .data::<LiveLoader>()
         .map_err(|_| ApiError::Internal)?
         .clone();
     Ok(events.then(move |event| {
-        let db = db.clone();
+        let loader = loader.clone();
         async move {
             let id = event?.entity_id;
-            let row = E::find()
-                .filter(Expr::col((E::default(), Alias::new("id"))).eq(id))
-                .one(&db)
-                .await?;
+            let row = loader.0.load_one(key(id)).await?;
             row.map(wrap)
                 .ok_or_else(|| ApiError::NotFound(format!("{entity_type} {id}")))
         }

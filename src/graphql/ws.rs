@@ -9,22 +9,27 @@
 //! - the server pings every `ws_ping_interval_secs` and closes (4408) a connection that has
 //!   sent nothing, not even a pong, for two intervals;
 //! - read/write buffers of a few KiB per connection instead of the 128 KiB default, because an
-//!   idle dashboard connection should cost kilobytes.
+//!   idle dashboard connection should cost kilobytes;
+//! - a live-only subscription identical to others (same query, variables and scopes) does not
+//!   run on this connection's engine: it joins the shared execution of `live`, and this loop
+//!   writes the group's payload under the subscription's id. Ten thousand screens on one queue
+//!   then cost one execution per event, not ten thousand. A member that falls behind gets an
+//!   `error` (code `LAGGED`) and ends. Everything else goes through the engine as before.
 
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use async_graphql::Data;
-use async_graphql::dataloader::DataLoader;
-use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, WebSocketProtocols, WsMessage};
+use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, ClientMessage, WebSocketProtocols, WsMessage};
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
+use tokio_stream::StreamMap;
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::loaders::DbLoader;
+use super::live;
 use crate::auth::{self, Caller};
 use crate::startup::AppState;
 
@@ -122,9 +127,23 @@ fn ended_subscription(text: &str) -> Option<String> {
 
 /// Tells the client one subscription was refused, in its protocol's words.
 fn refusal(protocol: WebSocketProtocols, id: &str, message: &str) -> Message {
+    subscription_error(protocol, id, message, None)
+}
+
+/// An `error` message for one subscription, which ends it.
+fn subscription_error(
+    protocol: WebSocketProtocols,
+    id: &str,
+    message: &str,
+    extensions: Option<serde_json::Value>,
+) -> Message {
+    let mut error = serde_json::json!({ "message": message });
+    if let Some(extensions) = extensions {
+        error["extensions"] = extensions;
+    }
     let payload = match protocol {
-        WebSocketProtocols::GraphQLWS => serde_json::json!([{ "message": message }]),
-        WebSocketProtocols::SubscriptionsTransportWS => serde_json::json!({ "message": message }),
+        WebSocketProtocols::GraphQLWS => serde_json::json!([error]),
+        WebSocketProtocols::SubscriptionsTransportWS => error,
     };
     Message::Text(
         serde_json::json!({ "id": id, "type": "error", "payload": payload })
@@ -182,17 +201,11 @@ async fn serve(state: AppState, protocol: Option<WebSocketProtocols>, socket: We
         return;
     };
 
-    // Connection data: the caller, and a loader without a cache (a connection lives long;
-    // cached entities would go stale between events, while batching still merges the loads
-    // of many subscriptions resolving the same event).
+    // Connection data: only the caller. Nested loads go through the schema's process-wide
+    // live loader (no cache, so nothing goes stale between events; shared, so the loads of
+    // every connection resolving the same event merge into one batch).
     let mut data = Data::default();
-    data.insert(caller);
-    data.insert(DataLoader::new(
-        DbLoader {
-            db: state.db.clone(),
-        },
-        tokio::spawn,
-    ));
+    data.insert(caller.clone());
 
     let (to_engine, engine_input) = mpsc::channel::<Vec<u8>>(16);
     if to_engine.send(first.into_bytes()).await.is_err() {
@@ -213,12 +226,22 @@ async fn serve(state: AppState, protocol: Option<WebSocketProtocols>, socket: We
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
     let mut last_heard = Instant::now();
     let max_subscriptions = state.config.limits.max_subscriptions_per_connection;
-    // Ids of this connection's running subscriptions.
+    // Ids of this connection's running subscriptions, on the engine or shared.
     let mut active: std::collections::HashSet<String> = std::collections::HashSet::new();
+    // This connection's memberships of shared live subscriptions, by subscription id. A
+    // `StreamMap` polls them all from this one task: no task or channel per subscription.
+    let mut shared: StreamMap<String, live::Member> = StreamMap::new();
+    // Subscriptions are shared only once the engine has acknowledged `connection_init`, so a
+    // client that subscribes before the ack gets the engine's behaviour, in order.
+    let mut acknowledged = false;
     loop {
         let running = active.len() as i64;
-        metrics.subscriptions.add(running - reported_subscriptions);
-        reported_subscriptions = running;
+        if running != reported_subscriptions {
+            // Only on change: the gauge is one atomic shared by every connection, and this loop
+            // turns once per delivery on every subscribed connection at the same moment.
+            metrics.subscriptions.add(running - reported_subscriptions);
+            reported_subscriptions = running;
+        }
         tokio::select! {
             incoming = source.next() => {
                 last_heard = Instant::now();
@@ -240,10 +263,27 @@ async fn serve(state: AppState, protocol: Option<WebSocketProtocols>, socket: We
                                     }
                                     continue;
                                 }
+                                if acknowledged && let Some((key, request)) = shareable(&text, &caller) {
+                                    shared.insert(id.clone(), state.live.join(key, request));
+                                    active.insert(id);
+                                    continue;
+                                }
                                 active.insert(id);
+                            }
+                            ("subscribe" | "start", Some(id)) => {
+                                // A second subscribe under a running id: the engine replaces
+                                // its stream with the new one, so a shared one is replaced too.
+                                shared.remove(&id);
                             }
                             ("complete" | "stop", Some(id)) => {
                                 active.remove(&id);
+                                if shared.remove(&id).is_some() {
+                                    // As the engine answers a stop of a running stream.
+                                    if sink.send(complete(&id)).await.is_err() {
+                                        break;
+                                    }
+                                    continue;
+                                }
                             }
                             _ => {}
                         }
@@ -265,6 +305,9 @@ async fn serve(state: AppState, protocol: Option<WebSocketProtocols>, socket: We
                         if let Some(id) = ended_subscription(&text) {
                             active.remove(&id);
                         }
+                        if !acknowledged && text.contains(r#""type":"connection_ack""#) {
+                            acknowledged = true;
+                        }
                         Message::Text(text.into())
                     }
                     Some(WsMessage::Close(code, reason)) => close(code, &reason),
@@ -272,6 +315,25 @@ async fn serve(state: AppState, protocol: Option<WebSocketProtocols>, socket: We
                 };
                 let closing = matches!(message, Message::Close(_));
                 if sink.send(message).await.is_err() || closing {
+                    break;
+                }
+            }
+            Some((id, delivery)) = shared.next(), if !shared.is_empty() => {
+                let message = match delivery {
+                    live::Delivery::Payload(payload) => next(protocol, &id, &payload),
+                    live::Delivery::Lagged(missed) => {
+                        tracing::info!(missed, "a shared subscriber fell behind; ending it");
+                        shared.remove(&id);
+                        active.remove(&id);
+                        lagged(protocol, &id, missed)
+                    }
+                    live::Delivery::Ended => {
+                        shared.remove(&id);
+                        active.remove(&id);
+                        complete(&id)
+                    }
+                };
+                if sink.send(message).await.is_err() {
                     break;
                 }
             }
@@ -289,4 +351,108 @@ async fn serve(state: AppState, protocol: Option<WebSocketProtocols>, socket: We
     }
     metrics.subscriptions.sub(reported_subscriptions);
     metrics.websocket_connections.dec();
+}
+
+/// The share key of a `subscribe`/`start` message's request, and the request, when it may share
+/// an execution (see `live`); `None` sends it to the engine.
+fn shareable(text: &str, caller: &Caller) -> Option<(live::ShareKey, async_graphql::Request)> {
+    match ClientMessage::from_bytes(text).ok()? {
+        ClientMessage::Start { payload, .. } => {
+            live::share_key(&payload, caller).map(|key| (key, payload))
+        }
+        _ => None,
+    }
+}
+
+/// A shared payload as one subscription's `next` (`data` in the legacy protocol), exactly as
+/// the engine words it; the payload text is copied in, never re-serialized.
+fn next(protocol: WebSocketProtocols, id: &str, payload: &str) -> Message {
+    let kind = match protocol {
+        WebSocketProtocols::GraphQLWS => "next",
+        WebSocketProtocols::SubscriptionsTransportWS => "data",
+    };
+    let id = json_string(id);
+    let mut text = String::with_capacity(40 + id.len() + payload.len());
+    text.push_str(r#"{"type":""#);
+    text.push_str(kind);
+    text.push_str(r#"","id":"#);
+    text.push_str(&id);
+    text.push_str(r#","payload":"#);
+    text.push_str(payload);
+    text.push('}');
+    Message::Text(text.into())
+}
+
+/// The end of one subscription, as the engine words it.
+fn complete(id: &str) -> Message {
+    Message::Text(format!(r#"{{"type":"complete","id":{}}}"#, json_string(id)).into())
+}
+
+/// Ends a shared subscriber that fell behind: it missed payloads, so it must not carry on as
+/// if it had not. `resync` as for a cursor older than the retained history.
+fn lagged(protocol: WebSocketProtocols, id: &str, missed: u64) -> Message {
+    let message = format!(
+        "this subscription fell behind the live updates ({missed} missed) and was ended: \
+         resubscribe with `after` set to the last cursor you received, or reload the current \
+         state and subscribe again"
+    );
+    let extensions = serde_json::json!({ "code": "LAGGED", "resync": true });
+    subscription_error(protocol, id, &message, Some(extensions))
+}
+
+fn json_string(text: &str) -> String {
+    serde_json::Value::from(text).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(message: Message) -> serde_json::Value {
+        match message {
+            Message::Text(text) => serde_json::from_str(&text).expect("JSON"),
+            other => panic!("not text: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn shared_payloads_are_worded_as_the_engine_words_them() {
+        let payload = r#"{"data":{"x":1}}"#;
+        let Message::Text(current) = next(WebSocketProtocols::GraphQLWS, "a\"b", payload) else {
+            panic!("text");
+        };
+        assert_eq!(
+            current.as_str(),
+            r#"{"type":"next","id":"a\"b","payload":{"data":{"x":1}}}"#
+        );
+        let legacy = text(next(
+            WebSocketProtocols::SubscriptionsTransportWS,
+            "1",
+            payload,
+        ));
+        assert_eq!(
+            legacy,
+            serde_json::json!({"type": "data", "id": "1", "payload": {"data": {"x": 1}}})
+        );
+        assert_eq!(
+            text(complete("1")),
+            serde_json::json!({"type": "complete", "id": "1"})
+        );
+    }
+
+    #[test]
+    fn a_lagging_member_gets_an_error_asking_it_to_resync() {
+        let current = text(lagged(WebSocketProtocols::GraphQLWS, "1", 7));
+        assert_eq!(current["type"], "error");
+        assert_eq!(current["payload"][0]["extensions"]["code"], "LAGGED");
+        assert_eq!(current["payload"][0]["extensions"]["resync"], true);
+        assert!(
+            current["payload"][0]["message"]
+                .as_str()
+                .expect("message")
+                .contains("fell behind")
+        );
+        let legacy = text(lagged(WebSocketProtocols::SubscriptionsTransportWS, "1", 7));
+        assert_eq!(legacy["payload"]["extensions"]["code"], "LAGGED");
+    }
 }

@@ -15,5 +15,6 @@ mod operations;
 mod outbound;
 mod reprocess;
 mod security;
+mod shared_subscriptions;
 mod subscriptions;
 mod webhooks;

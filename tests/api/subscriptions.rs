@@ -15,11 +15,11 @@ use crate::helpers::{
     spawn_replica, test_config_toml,
 };
 
-const TRANSPORT_WS: &str = "graphql-transport-ws";
-const LEGACY_WS: &str = "graphql-ws";
+pub(crate) const TRANSPORT_WS: &str = "graphql-transport-ws";
+pub(crate) const LEGACY_WS: &str = "graphql-ws";
 
-struct Client {
-    socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
+pub(crate) struct Client {
+    pub(crate) socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
     protocol: &'static str,
 }
 
@@ -36,7 +36,7 @@ async fn open(app: &TestApp, protocol: &str) -> WebSocketStream<MaybeTlsStream<T
     socket
 }
 
-async fn connect(app: &TestApp, protocol: &'static str, key: &str) -> Client {
+pub(crate) async fn connect(app: &TestApp, protocol: &'static str, key: &str) -> Client {
     let mut client = Client {
         socket: open(app, protocol).await,
         protocol,
@@ -48,14 +48,14 @@ async fn connect(app: &TestApp, protocol: &'static str, key: &str) -> Client {
 }
 
 impl Client {
-    async fn send(&mut self, message: Value) {
+    pub(crate) async fn send(&mut self, message: Value) {
         self.socket
             .send(Message::Text(message.to_string().into()))
             .await
             .expect("send");
     }
 
-    async fn subscribe(&mut self, id: &str, query: &str, variables: Value) {
+    pub(crate) async fn subscribe(&mut self, id: &str, query: &str, variables: Value) {
         let kind = if self.protocol == TRANSPORT_WS {
             "subscribe"
         } else {
@@ -68,7 +68,7 @@ impl Client {
     }
 
     /// The next JSON message (pings answered by the library, keep-alives skipped).
-    async fn next_json(&mut self) -> Value {
+    pub(crate) async fn next_json(&mut self) -> Value {
         loop {
             let message = tokio::time::timeout(Duration::from_secs(10), self.socket.next())
                 .await
@@ -85,7 +85,7 @@ impl Client {
     }
 
     /// The next data payload of subscription `id` (`next` or legacy `data`).
-    async fn next_data(&mut self, id: &str) -> Value {
+    pub(crate) async fn next_data(&mut self, id: &str) -> Value {
         loop {
             let message = self.next_json().await;
             if message["id"] == id && (message["type"] == "next" || message["type"] == "data") {

@@ -1,6 +1,7 @@
 //! API types: each wraps an entity model (or a config value) and exposes it as the contract of
-//! PRODUCT.md says. Nested entities are loaded through the request's DataLoader. Normalized
-//! enums always travel with the vendor's raw value.
+//! PRODUCT.md says. Nested entities are loaded through the request's DataLoader (HTTP) or the
+//! process-wide live loader (websockets; see `loaders`). Normalized enums always travel with
+//! the vendor's raw value.
 
 mod enums;
 mod objects;
@@ -17,7 +18,7 @@ use entity::ids::{ClientId, ServiceId, StaffId};
 use entity::{client, queue_entry, service, staff};
 
 use super::error::{ApiError, ApiResult};
-use super::loaders::DbLoader;
+use super::loaders::{DbLoader, LiveLoader};
 
 /// Every object with a global id (`node(id)` finds it).
 #[derive(Interface)]
@@ -36,8 +37,10 @@ pub enum Node {
     VcitaSubscription(VcitaSubscription),
 }
 
-/// The request's loader: HTTP requests carry one with a per-request cache; websocket
-/// connections one without (a connection outlives the data it would cache).
+/// The request's loader: HTTP requests carry one with a per-request cache; everything else
+/// (websocket subscriptions and operations) uses the schema's process-wide live loader, which
+/// has no cache (a connection outlives the data it would cache) and batches the loads of all
+/// connections together.
 enum Loaders<'a> {
     Cached(&'a DataLoader<DbLoader, HashMapCache>),
     Uncached(&'a DataLoader<DbLoader>),
@@ -47,8 +50,8 @@ fn loaders<'a>(ctx: &'a Context<'_>) -> ApiResult<Loaders<'a>> {
     if let Some(loader) = ctx.data_opt::<DataLoader<DbLoader, HashMapCache>>() {
         return Ok(Loaders::Cached(loader));
     }
-    ctx.data_opt::<DataLoader<DbLoader>>()
-        .map(Loaders::Uncached)
+    ctx.data_opt::<LiveLoader>()
+        .map(|live| Loaders::Uncached(&live.0))
         .ok_or(ApiError::Internal)
 }
 
