@@ -113,8 +113,14 @@ impl Application {
             outbox_task = Some((stop_outbox.0, outbox.spawn()));
         }
         let schema = crate::graphql::build(db.clone(), config.clone(), bus.clone(), outbound);
+        let writer_db = store::connect_ingest_writer(config.database_url.expose(), &statements)
+            .await
+            .map_err(|source| StartupError::Database {
+                url: redact_url(config.database_url.expose()),
+                source,
+            })?;
         let ingestor = Arc::new(crate::store::ingest::Ingestor::new(
-            db.clone(),
+            writer_db,
             bus.clone(),
             metrics.commit_batch_size.clone(),
         ));

@@ -11,9 +11,7 @@ use entity::{
     appointment, client, domain_event, entity_lineage, payment, queue_entry, visit, webhook_event,
 };
 use sea_orm::sea_query::Expr;
-use sea_orm::{
-    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QuerySelect, TransactionTrait,
-};
+use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QuerySelect};
 use serde_json::json;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -28,7 +26,9 @@ pub async fn erase_client(
     db: &DatabaseConnection,
     id: ClientId,
 ) -> Result<Option<ErasureReport>, DbErr> {
-    let txn = db.begin().await?;
+    // Under the writers' lock: the ingest writer overwrites the rows it changes whole, so an
+    // erasure must not slip in between its read and its write.
+    let txn = super::ingest::begin_writer(db).await?;
     if client::Entity::find_by_id(id).one(&txn).await?.is_none() {
         return Ok(None);
     }

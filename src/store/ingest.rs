@@ -47,11 +47,11 @@ use entity::{
     appointment, client, domain_event, entity_lineage, location, payment, queue_entry,
     queue_state_history, service, source, staff, visit, webhook_event,
 };
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveModelTrait, ActiveValue, ColumnTrait, ConnectionTrait, DatabaseConnection,
-    DatabaseTransaction, DbBackend, DbErr, EntityTrait, IntoActiveModel, QueryFilter, QuerySelect,
-    Set, TransactionTrait,
+    DatabaseTransaction, DbBackend, DbErr, EntityName, EntityTrait, IdenStatic, IntoActiveModel,
+    QueryFilter, QuerySelect, Set, Statement, TransactionTrait,
 };
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -143,6 +143,8 @@ pub struct Ingestor {
     /// `mpsc`: many request tasks hand deliveries to the one writer task, which drains them in
     /// batches; bounded, see [`QUEUE_CAPACITY`].
     jobs: mpsc::Sender<Job>,
+    /// The writer's pool (see [`super::connect_ingest_writer`]).
+    db: DatabaseConnection,
 }
 
 /// Advisory lock key shared by every writer of domain events (PostgreSQL).
@@ -154,8 +156,14 @@ impl Ingestor {
     /// `batch_sizes` observes how many deliveries each commit carried (metrics).
     pub fn new(db: DatabaseConnection, bus: Bus, batch_sizes: prometheus::Histogram) -> Ingestor {
         let (jobs, queue) = mpsc::channel(QUEUE_CAPACITY);
-        tokio::spawn(run_writer(db, bus, batch_sizes, queue));
-        Ingestor { jobs }
+        tokio::spawn(run_writer(db.clone(), bus, batch_sizes, queue));
+        Ingestor { jobs, db }
+    }
+
+    /// The pool the writer writes through: closing it takes the database away from ingest
+    /// (what tests of an unreachable database do).
+    pub fn database(&self) -> &DatabaseConnection {
+        &self.db
     }
 
     /// Stores the delivery and applies it, atomically, and returns once that is committed. A
@@ -333,6 +341,7 @@ async fn write_all(
         decided.push(write_delivery(txn, &mut known, &mut rows, inbound, now).await?);
         rows_of.push(rows);
     }
+    known.flush(txn).await?;
     let (inbox_rows, answers): (Vec<_>, Vec<_>) =
         decided.into_iter().map(|d| (d.inbox_row, d.answer)).unzip();
     let ids = insert_inbox(txn, inbox_rows).await?;
@@ -363,6 +372,7 @@ async fn write_each(
         let attempt = async {
             let mut rows = Rows::default();
             let decided = write_delivery(&savepoint, &mut known, &mut rows, inbound, now).await?;
+            known.flush(&savepoint).await?;
             let id = insert_one_inbox(&savepoint, decided.inbox_row).await?;
             rows.attach(id);
             let events = rows.insert(&savepoint).await?;
@@ -633,6 +643,7 @@ pub(crate) async fn reapply(
             )
         })
         .collect();
+    known.flush(txn).await?;
     rows.attach(inbox_id);
     let lineage = std::mem::take(&mut rows.lineage);
     for chunk in chunks(lineage) {
@@ -766,6 +777,36 @@ struct Known {
     appointments: Cached<appointment::Model>,
     visits: Cached<visit::Model>,
     payments: Cached<payment::Model>,
+    /// Rows created or changed by the batch and not yet written (see [`Known::flush`]).
+    staged: Staged,
+    /// Ids handed out to the rows the batch creates, per table (see [`Known::next_id`]).
+    next_ids: HashMap<&'static str, NextIds>,
+    /// Per table, how many of the rows the batch names were not found, i.e. how many it may
+    /// create: what [`Known::next_id`] reserves at once from a PostgreSQL sequence.
+    creatable: HashMap<&'static str, usize>,
+}
+
+/// The cache keys of staged rows, per entity type, in the order they were first staged.
+#[derive(Default)]
+struct Staged {
+    clients: Vec<(SourceId, String)>,
+    staff: Vec<(SourceId, String)>,
+    services: Vec<(SourceId, String)>,
+    locations: Vec<(SourceId, String)>,
+    queue_entries: Vec<(SourceId, String)>,
+    appointments: Vec<(SourceId, String)>,
+    visits: Vec<(SourceId, String)>,
+    payments: Vec<(SourceId, String)>,
+}
+
+/// Where the next ids of one table come from.
+enum NextIds {
+    /// SQLite: the one writer holds the write lock for the whole transaction, so after reading
+    /// the table's high-water mark once it simply counts up.
+    Counter(i64),
+    /// PostgreSQL: ids drawn from the table's identity sequence (replicas and other writers
+    /// draw from it too), not yet used. Unused ones become gaps, as rolled-back inserts do.
+    Reserved(Vec<i64>),
 }
 
 /// The vendor ids a batch names, per entity type, for one source.
@@ -823,29 +864,14 @@ impl Known {
         for (source_id, named) in by_source {
             self.prefetch_dedupe(txn, &source_id, named.dedupe_keys)
                 .await?;
-            prefetch::<client::Entity>(txn, &mut self.clients, &source_id, named.clients).await?;
-            prefetch::<staff::Entity>(txn, &mut self.staff, &source_id, named.staff).await?;
-            prefetch::<service::Entity>(txn, &mut self.services, &source_id, named.services)
-                .await?;
-            prefetch::<location::Entity>(txn, &mut self.locations, &source_id, named.locations)
-                .await?;
-            prefetch::<queue_entry::Entity>(
-                txn,
-                &mut self.queue_entries,
-                &source_id,
-                named.queue_entries,
-            )
-            .await?;
-            prefetch::<appointment::Entity>(
-                txn,
-                &mut self.appointments,
-                &source_id,
-                named.appointments,
-            )
-            .await?;
-            prefetch::<visit::Entity>(txn, &mut self.visits, &source_id, named.visits).await?;
-            prefetch::<payment::Entity>(txn, &mut self.payments, &source_id, named.payments)
-                .await?;
+            prefetch::<client::Entity>(txn, self, &source_id, named.clients).await?;
+            prefetch::<staff::Entity>(txn, self, &source_id, named.staff).await?;
+            prefetch::<service::Entity>(txn, self, &source_id, named.services).await?;
+            prefetch::<location::Entity>(txn, self, &source_id, named.locations).await?;
+            prefetch::<queue_entry::Entity>(txn, self, &source_id, named.queue_entries).await?;
+            prefetch::<appointment::Entity>(txn, self, &source_id, named.appointments).await?;
+            prefetch::<visit::Entity>(txn, self, &source_id, named.visits).await?;
+            prefetch::<payment::Entity>(txn, self, &source_id, named.payments).await?;
         }
         Ok(())
     }
@@ -920,15 +946,18 @@ impl Known {
 
 /// Entities identified by `(source_id, vendor_id)`, with their [`Known`] cache.
 trait ByVendorId: EntityTrait<Model: Clone> {
+    const ID: Self::Column;
     const SOURCE_ID: Self::Column;
     const VENDOR_ID: Self::Column;
     fn vendor_id(model: &Self::Model) -> &str;
     fn cache(known: &mut Known) -> &mut Cached<Self::Model>;
+    fn staged(known: &mut Known) -> &mut Vec<(SourceId, String)>;
 }
 
 macro_rules! by_vendor_id {
     ($($module:ident => $field:ident),+ $(,)?) => {$(
         impl ByVendorId for $module::Entity {
+            const ID: $module::Column = $module::Column::Id;
             const SOURCE_ID: $module::Column = $module::Column::SourceId;
             const VENDOR_ID: $module::Column = $module::Column::VendorId;
             fn vendor_id(model: &$module::Model) -> &str {
@@ -936,6 +965,9 @@ macro_rules! by_vendor_id {
             }
             fn cache(known: &mut Known) -> &mut Cached<$module::Model> {
                 &mut known.$field
+            }
+            fn staged(known: &mut Known) -> &mut Vec<(SourceId, String)> {
+                &mut known.staged.$field
             }
         }
     )+};
@@ -954,7 +986,7 @@ by_vendor_id!(
 /// Loads the named rows of one type with a single `IN (…)` query and records the absent ones.
 async fn prefetch<E: ByVendorId>(
     txn: &DatabaseTransaction,
-    cache: &mut Cached<E::Model>,
+    known: &mut Known,
     source_id: &SourceId,
     mut vendor_ids: Vec<String>,
 ) -> Result<(), DbErr> {
@@ -968,6 +1000,12 @@ async fn prefetch<E: ByVendorId>(
         .filter(E::VENDOR_ID.is_in(vendor_ids.iter().map(String::as_str)))
         .all(txn)
         .await?;
+    // Each absent one may be created, once: that many ids are worth reserving in one go.
+    *known
+        .creatable
+        .entry(E::default().table_name())
+        .or_default() += vendor_ids.len().saturating_sub(found.len());
+    let cache = E::cache(known);
     for vendor_id in vendor_ids {
         cache.insert((source_id.clone(), vendor_id), None);
     }
@@ -1006,6 +1044,134 @@ fn remember<E: ByVendorId>(known: &mut Known, source_id: &SourceId, model: &E::M
         (source_id.clone(), E::vendor_id(model).to_owned()),
         Some(model.clone()),
     );
+}
+
+impl Known {
+    /// The id for a row the batch creates in `table`. The first one of a table costs one
+    /// statement; the rest are counted (SQLite) or taken from the reserved block (PostgreSQL).
+    async fn next_id(
+        &mut self,
+        txn: &DatabaseTransaction,
+        table: &'static str,
+    ) -> Result<i64, DbErr> {
+        match self.next_ids.get_mut(table) {
+            Some(NextIds::Counter(next)) => {
+                let id = *next;
+                *next += 1;
+                return Ok(id);
+            }
+            Some(NextIds::Reserved(ids)) if !ids.is_empty() => {
+                return Ok(ids.pop().unwrap_or_default());
+            }
+            _ => {}
+        }
+        let count = self.creatable.insert(table, 0).unwrap_or(0).max(1);
+        let mut fresh = reserve_ids(txn, table, count).await?;
+        let id = match &mut fresh {
+            NextIds::Counter(next) => {
+                let id = *next;
+                *next += 1;
+                id
+            }
+            NextIds::Reserved(ids) => ids
+                .pop()
+                .ok_or_else(|| DbErr::Custom(format!("no id reserved for {table}")))?,
+        };
+        self.next_ids.insert(table, fresh);
+        Ok(id)
+    }
+
+    /// Writes every staged row: one multi-row upsert per entity type (per [`INSERT_CHUNK`]
+    /// rows), parents before children so that foreign keys hold at each statement. A row is
+    /// written whole, as the batch last saw it — the batch holds the writers' lock, so what it
+    /// read is still what is stored.
+    async fn flush(&mut self, txn: &DatabaseTransaction) -> Result<(), DbErr> {
+        flush_staged::<client::Entity>(txn, self).await?;
+        flush_staged::<staff::Entity>(txn, self).await?;
+        flush_staged::<service::Entity>(txn, self).await?;
+        flush_staged::<location::Entity>(txn, self).await?;
+        flush_staged::<appointment::Entity>(txn, self).await?;
+        flush_staged::<queue_entry::Entity>(txn, self).await?;
+        flush_staged::<visit::Entity>(txn, self).await?;
+        flush_staged::<payment::Entity>(txn, self).await?;
+        Ok(())
+    }
+}
+
+/// Reserves ids for new rows of `table`: on SQLite the next id above both the largest stored
+/// one and `sqlite_sequence` (which `AUTOINCREMENT` keeps, so an erased row's id is never
+/// handed out again); on PostgreSQL `count` values of the table's identity sequence.
+async fn reserve_ids(
+    txn: &DatabaseTransaction,
+    table: &'static str,
+    count: usize,
+) -> Result<NextIds, DbErr> {
+    let backend = txn.get_database_backend();
+    match backend {
+        DbBackend::Postgres => {
+            let sql = format!(
+                "SELECT nextval(pg_get_serial_sequence('{table}', 'id')) AS id \
+                 FROM generate_series(1, {count})"
+            );
+            let rows = txn
+                .query_all_raw(Statement::from_string(backend, sql))
+                .await?;
+            let mut ids = rows
+                .iter()
+                .map(|row| row.try_get::<i64>("", "id"))
+                .collect::<Result<Vec<_>, _>>()?;
+            // Handed out by `pop`: smallest first.
+            ids.sort_unstable_by(|a, b| b.cmp(a));
+            Ok(NextIds::Reserved(ids))
+        }
+        _ => {
+            let sql = format!(
+                "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = '{table}'), 0), \
+                 COALESCE((SELECT MAX(id) FROM \"{table}\"), 0)) AS high"
+            );
+            let row = txn
+                .query_one_raw(Statement::from_string(backend, sql))
+                .await?
+                .ok_or_else(|| DbErr::Custom(format!("no high-water mark for {table}")))?;
+            Ok(NextIds::Counter(row.try_get::<i64>("", "high")? + 1))
+        }
+    }
+}
+
+/// Writes the staged rows of one entity type with multi-row `INSERT … ON CONFLICT (id) DO
+/// UPDATE`: new rows are inserted with the ids the batch gave them, changed rows overwritten.
+async fn flush_staged<E>(txn: &DatabaseTransaction, known: &mut Known) -> Result<(), DbErr>
+where
+    E: ByVendorId,
+    E::Model: IntoActiveModel<E::ActiveModel>,
+    E::ActiveModel: ActiveModelTrait<Entity = E> + Send,
+{
+    let keys = std::mem::take(E::staged(known));
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let mut seen = HashSet::with_capacity(keys.len());
+    let cache = E::cache(known);
+    let rows: Vec<E::Model> = keys
+        .iter()
+        .filter(|key| seen.insert(*key))
+        .filter_map(|key| cache.get(key).cloned().flatten())
+        .collect();
+    let id = E::ID;
+    let update: Vec<E::Column> = <E::Column as sea_orm::Iterable>::iter()
+        .filter(|column| column.as_str() != id.as_str())
+        .collect();
+    for chunk in chunks(rows) {
+        E::insert_many(chunk.into_iter().map(IntoActiveModel::into_active_model))
+            .on_conflict(
+                OnConflict::column(id)
+                    .update_columns(update.clone())
+                    .to_owned(),
+            )
+            .exec_without_returning(txn)
+            .await?;
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1177,20 +1343,39 @@ fn json_ids(ids: &Option<Vec<String>>) -> Option<serde_json::Value> {
 }
 
 impl Apply<'_> {
-    /// Saves the row (see [`save`]) and keeps the batch's view of it current.
+    /// Stages the row for the batch's upsert of its type (see [`Known::flush`]) and keeps the
+    /// batch's view of it current: a created row gets its id now, so that later changes, lineage
+    /// and events can name it; `updated_at` moves only on a real change. Nothing is written
+    /// here: one delivery costs no statement of its own.
     async fn save<A>(
         &mut self,
-        row: A,
+        mut row: A,
         created: bool,
     ) -> Result<<A::Entity as EntityTrait>::Model, DbErr>
     where
-        A: ActiveModelTrait + sea_orm::ActiveModelBehavior + Send + UpdatedAt,
+        A: ActiveModelTrait + UpdatedAt,
         A: sea_orm::TryIntoModel<<A::Entity as EntityTrait>::Model>,
-        <A::Entity as EntityTrait>::Model: IntoActiveModel<A>,
         A::Entity: ByVendorId,
     {
-        let saved = save(self.txn, row, created, self.now).await?;
+        let changed = created || row.is_changed();
+        if created {
+            let id = self
+                .known
+                .next_id(self.txn, A::Entity::default().table_name())
+                .await?;
+            row.set(<A::Entity as ByVendorId>::ID, id.into());
+        } else if changed {
+            row.touch(self.now);
+        }
+        let saved = row.try_into_model()?;
         remember::<A::Entity>(self.known, &self.source_id, &saved);
+        if changed {
+            let key = (
+                self.source_id.clone(),
+                A::Entity::vendor_id(&saved).to_owned(),
+            );
+            A::Entity::staged(self.known).push(key);
+        }
         Ok(saved)
     }
 
@@ -1907,28 +2092,6 @@ fn kind_text<T: serde::Serialize>(kind: &T) -> String {
     match serde_json::to_value(kind) {
         Ok(serde_json::Value::String(text)) => text,
         _ => "OTHER".to_owned(),
-    }
-}
-
-/// Inserts a new row or updates a changed one; `updated_at` moves only on a real change.
-async fn save<A>(
-    txn: &DatabaseTransaction,
-    mut row: A,
-    created: bool,
-    now: DateTime<Utc>,
-) -> Result<<A::Entity as EntityTrait>::Model, DbErr>
-where
-    A: ActiveModelTrait + sea_orm::ActiveModelBehavior + Send + UpdatedAt,
-    A: sea_orm::TryIntoModel<<A::Entity as EntityTrait>::Model>,
-    <A::Entity as EntityTrait>::Model: IntoActiveModel<A>,
-{
-    if created {
-        row.insert(txn).await
-    } else if row.is_changed() {
-        row.touch(now);
-        row.update(txn).await
-    } else {
-        row.try_into_model()
     }
 }
 

@@ -323,3 +323,152 @@ async fn a_delivery_that_fails_to_apply_is_stored_failed_and_the_rest_of_its_bat
         assert_eq!(published.cursor, event.cursor);
     }
 }
+
+/// An ingestor of its own over a pool that counts its statements, on `app`'s database.
+async fn counted_ingestor(
+    app: &GroupApp,
+) -> (
+    carebridge::store::ingest::Ingestor,
+    carebridge::store::StatementCounter,
+) {
+    let counter = carebridge::store::StatementCounter::default();
+    let db = carebridge::store::connect_counted(&app._database.url(), &counter)
+        .await
+        .expect("counted pool");
+    let histogram = prometheus::Histogram::with_opts(prometheus::HistogramOpts::new("b", "b"))
+        .expect("histogram");
+    let ingestor =
+        carebridge::store::ingest::Ingestor::new(db, carebridge::bus::Bus::new(16), histogram);
+    (ingestor, counter)
+}
+
+/// Writes `bodies` as one batch and returns how many statements it took, asserting each was
+/// processed.
+async fn statements_for_batch(
+    app: &GroupApp,
+    ingestor: &carebridge::store::ingest::Ingestor,
+    counter: &carebridge::store::StatementCounter,
+    bodies: Vec<Vec<u8>>,
+) -> u64 {
+    let batch = bodies.into_iter().map(|body| inbound(app, body)).collect();
+    let before = counter.get();
+    for answer in ingestor.record_batch(batch).await {
+        assert_eq!(status_of(&answer.expect("stored")), InboxStatus::Processed);
+    }
+    counter.get() - before
+}
+
+#[tokio::test]
+async fn a_batch_costs_as_many_statements_for_a_hundred_new_tickets_as_for_ten() {
+    let app = spawn().await;
+    let (ingestor, counter) = counted_ingestor(&app).await;
+    // The fixture's service and staff exist from here on; each batch below creates only
+    // tickets and clients.
+    statements_for_batch(&app, &ingestor, &counter, vec![ticket_body(1, 1)]).await;
+
+    let ten = (0..10).map(|i| ticket_body(100 + i, 100 + i)).collect();
+    let for_ten = statements_for_batch(&app, &ingestor, &counter, ten).await;
+    let hundred = (0..100).map(|i| ticket_body(200 + i, 200 + i)).collect();
+    let for_hundred = statements_for_batch(&app, &ingestor, &counter, hundred).await;
+
+    assert_eq!(
+        for_ten, for_hundred,
+        "statements per batch do not grow with the deliveries in it"
+    );
+    let tickets = queue_entry::Entity::find()
+        .count(&app.db)
+        .await
+        .expect("count");
+    assert_eq!(tickets, 111);
+    let clients = client::Entity::find().count(&app.db).await.expect("count");
+    assert_eq!(clients, 111);
+    // Each ticket points at its own client, as named by its delivery.
+    let ticket = queue_entry::Entity::find()
+        .filter(queue_entry::Column::VendorId.eq("250"))
+        .one(&app.db)
+        .await
+        .expect("query")
+        .expect("ticket 250");
+    let owner = client::Entity::find_by_id(ticket.client_id.expect("linked"))
+        .one(&app.db)
+        .await
+        .expect("query")
+        .expect("its client");
+    assert_eq!(owner.vendor_id, "250");
+}
+
+#[tokio::test]
+async fn a_ticket_created_and_changed_in_one_batch_is_stored_as_last_changed() {
+    let app = spawn().await;
+    let created = String::from_utf8(fixture("chup", "live_queue_created")).expect("utf8");
+    let serving = created
+        .replace(
+            "\"event\": \"live_queue_created\"",
+            "\"event\": \"live_queue_updated\"",
+        )
+        .replace("\"state\": 1,", "\"state\": 2,")
+        .replace(
+            "\"state_name\": \"In Queue\"",
+            "\"state_name\": \"Serving\"",
+        )
+        .replace(
+            "\"updated_at\": \"2024-01-17T00:35:22+08:00\"",
+            "\"updated_at\": \"2024-01-17T00:41:00+08:00\"",
+        );
+    assert_eq!(serving.matches("Serving").count(), 1, "the fixture changed");
+    let sign =
+        |body: &str| carebridge::vendors::chup::sign_chup(body.as_bytes(), CHUP_SECRET.as_bytes());
+    let batch = vec![inbound(&app, sign(&created)), inbound(&app, sign(&serving))];
+    for answer in app.state.ingestor.record_batch(batch).await {
+        assert_eq!(status_of(&answer.expect("stored")), InboxStatus::Processed);
+    }
+    let tickets = queue_entry::Entity::find()
+        .all(&app.db)
+        .await
+        .expect("tickets");
+    assert_eq!(tickets.len(), 1, "one ticket");
+    assert_eq!(
+        tickets[0].state_code,
+        Some(2),
+        "as the later delivery left it"
+    );
+    let kinds: Vec<String> = domain_event::Entity::find()
+        .order_by_asc(domain_event::Column::Cursor)
+        .all(&app.db)
+        .await
+        .expect("events")
+        .into_iter()
+        .filter(|event| event.entity_type == "QueueEntry")
+        .map(|event| event.kind)
+        .collect();
+    assert_eq!(kinds, ["QUEUE_ENTRY_CREATED", "QUEUE_ENTRY_CHANGED"]);
+}
+
+#[tokio::test]
+async fn new_rows_never_reuse_an_id_handed_out_before() {
+    let app = spawn().await;
+    // What deleting the newest rows leaves behind: the table's id counter is ahead of its
+    // largest id. SQLite's AUTOINCREMENT keeps it in `sqlite_sequence`, PostgreSQL in the
+    // identity sequence.
+    let bump = match app.db.get_database_backend() {
+        sea_orm::DbBackend::Postgres => {
+            "SELECT setval(pg_get_serial_sequence('queue_entries', 'id'), 1000)"
+        }
+        _ => "INSERT INTO sqlite_sequence (name, seq) VALUES ('queue_entries', 1000)",
+    };
+    app.db.execute_unprepared(bump).await.expect("bump");
+    let batch = vec![
+        inbound(&app, ticket_body(1, 1)),
+        inbound(&app, ticket_body(2, 2)),
+    ];
+    app.state.ingestor.record_batch(batch).await;
+    let mut ids: Vec<i64> = queue_entry::Entity::find()
+        .all(&app.db)
+        .await
+        .expect("tickets")
+        .into_iter()
+        .map(|ticket| ticket.id.0)
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(ids, [1001, 1002]);
+}

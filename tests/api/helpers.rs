@@ -63,6 +63,8 @@ pub struct TestApp {
     pub db: DatabaseConnection,
     /// The gateway's own pool (a clone), for tests that take the database away from it.
     pub app_db: DatabaseConnection,
+    /// The ingest writer's own pool (a clone).
+    pub writer_db: DatabaseConnection,
     /// Statements the gateway's pool has run.
     pub statements: carebridge::store::StatementCounter,
     pub database: TestDatabase,
@@ -132,6 +134,7 @@ async fn spawn_app_on(config_toml: &str, database: TestDatabase) -> TestApp {
     let app = Application::build(config).await.expect("app builds");
     let address = app.local_addr();
     let app_db = app.state().db.clone();
+    let writer_db = app.state().ingestor.database().clone();
     let statements = app.state().statements.clone();
     let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until_stopped(async move {
@@ -145,6 +148,7 @@ async fn spawn_app_on(config_toml: &str, database: TestDatabase) -> TestApp {
         client: reqwest::Client::new(),
         db,
         app_db,
+        writer_db,
         statements,
         database,
         shutdown: Some(shutdown_tx),

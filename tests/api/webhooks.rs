@@ -563,10 +563,11 @@ async fn a_wrong_content_type_is_415() {
 #[tokio::test]
 async fn storage_down_is_503_and_nothing_is_half_written() {
     let app = spawn_app().await;
-    app.app_db
-        .close_by_ref()
-        .await
-        .expect("close the gateway's pool");
+    for pool in [&app.app_db, &app.writer_db] {
+        pool.close_by_ref()
+            .await
+            .expect("close the gateway's pools");
+    }
     let response = post_webhook(&app, "chup-main", fixture("chup", "live_queue_created")).await;
     let (status, message) = error_of(response).await;
     assert_eq!(status, 503);
