@@ -22,11 +22,14 @@
 //! The single writer spends its time waiting for the database, so each statement saved is
 //! throughput. Per batch, not per delivery: the source's `last_delivery_at` update, the dedupe
 //! lookup of all the batch's event identities, the lookup of every entity the batch names (one
-//! `IN (…)` query per entity type) and multi-row inserts of lineage, queue state history and
-//! domain events. Per delivery remain the savepoint, the entity rows that really change and the
-//! inbox row, inserted once with its final status. A batch-level statement that fails for any
-//! reason but the connection makes the writer redo that batch statement by statement, each
-//! delivery's rows inside its own savepoint, so one bad row still fails only its delivery.
+//! `IN (…)` query per entity type), one multi-row upsert per entity type for every row the
+//! batch created or changed (new rows get their ids from the writer, see [`Known::next_id`],
+//! so that lineage, events and later deliveries can name them before they are written), the
+//! inbox rows (each inserted once, with its final status) and multi-row inserts of lineage,
+//! queue state history and domain events. No statement is paid per delivery. A batch-level
+//! statement that fails for any reason but the connection makes the writer redo the batch one
+//! delivery at a time, each inside its own savepoint, so one bad row still fails only its
+//! delivery.
 //!
 //! # One writer
 //!
