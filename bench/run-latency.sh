@@ -9,6 +9,7 @@
 #
 # usage: bench/run-latency.sh [sqlite|postgres]
 # env:   ROUNDS=3 RATE=1000 SECONDS_=10 SERVICES=20 CONNECTIONS=32 + see ws-common.sh
+#        PG_SOCKET=/var/run/postgresql  (the gateway reaches PostgreSQL over its Unix socket)
 # Every process it starts is stopped by its PID; every database it creates is dropped.
 set -euo pipefail
 

@@ -61,7 +61,9 @@ fresh_database() { # backend dir tag
     local db="carebridge_bench_ws_$$_$3"
     psql "$PG_URL/postgres" -qc "CREATE DATABASE $db" >/dev/null
     DATABASES+=("$db")
-    echo "$PG_URL/$db"
+    # PG_SOCKET=/var/run/postgresql: over the Unix socket, as in run-ingest.sh (sqlx 0.9.0 sets
+    # no TCP_NODELAY, so over TCP small statements wait on delayed ACKs).
+    echo "$PG_URL/$db${PG_SOCKET:+?host=$PG_SOCKET}"
   fi
 }
 
