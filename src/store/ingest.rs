@@ -1057,31 +1057,27 @@ impl Known {
         txn: &DatabaseTransaction,
         table: &'static str,
     ) -> Result<i64, DbErr> {
+        let exhausted = match self.next_ids.get(table) {
+            Some(NextIds::Counter(_)) => false,
+            Some(NextIds::Reserved(ids)) => ids.is_empty(),
+            None => true,
+        };
+        if exhausted {
+            let count = self.creatable.insert(table, 0).unwrap_or(0).max(1);
+            let fresh = reserve_ids(txn, table, count).await?;
+            self.next_ids.insert(table, fresh);
+        }
         match self.next_ids.get_mut(table) {
             Some(NextIds::Counter(next)) => {
                 let id = *next;
                 *next += 1;
-                return Ok(id);
+                Ok(id)
             }
-            Some(NextIds::Reserved(ids)) if !ids.is_empty() => {
-                return Ok(ids.pop().unwrap_or_default());
-            }
-            _ => {}
-        }
-        let count = self.creatable.insert(table, 0).unwrap_or(0).max(1);
-        let mut fresh = reserve_ids(txn, table, count).await?;
-        let id = match &mut fresh {
-            NextIds::Counter(next) => {
-                let id = *next;
-                *next += 1;
-                id
-            }
-            NextIds::Reserved(ids) => ids
+            Some(NextIds::Reserved(ids)) => ids
                 .pop()
-                .ok_or_else(|| DbErr::Custom(format!("no id reserved for {table}")))?,
-        };
-        self.next_ids.insert(table, fresh);
-        Ok(id)
+                .ok_or_else(|| DbErr::Custom(format!("no id reserved for {table}"))),
+            None => Err(DbErr::Custom(format!("no ids for {table}"))),
+        }
     }
 
     /// Writes every staged row: one multi-row upsert per entity type (per [`INSERT_CHUNK`]
@@ -1124,7 +1120,7 @@ async fn reserve_ids(
                 .map(|row| row.try_get::<i64>("", "id"))
                 .collect::<Result<Vec<_>, _>>()?;
             // Handed out by `pop`: smallest first.
-            ids.sort_unstable_by(|a, b| b.cmp(a));
+            ids.sort_unstable_by_key(|id| std::cmp::Reverse(*id));
             Ok(NextIds::Reserved(ids))
         }
         _ => {
