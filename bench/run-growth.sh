@@ -17,6 +17,9 @@
 # usage: bench/run-growth.sh [sqlite|postgres]
 # env:   ROUNDS=3 DURATION=10s CONNECTIONS=64 THREADS=2 SMALL=10000 LARGE=1000000 BODIES_COUNT=400000
 #        PG_URL=postgres://postgres@127.0.0.1:5432
+#        PG_SOCKET=/var/run/postgresql  the seeder and the gateway reach PostgreSQL over its Unix
+#                      socket (as in run-ingest.sh; over TCP sqlx 0.9.0's missing TCP_NODELAY
+#                      holds the 1M seed to ≈590 deliveries/s)
 #        KEEP_SEED=1   keep the seeded databases (bench/out/growth/*.db, PostgreSQL templates)
 #                      for the next run, which then reuses them instead of seeding again
 #        CAREBRIDGE_BIN=path, SKIP_BUILD=1  (as in run-ingest.sh)
@@ -107,6 +110,9 @@ load() {
     END { printf "%.0f %.3f %.3f %d %.2f\n", rps, p50, p99, bad + 0, ticks / hz / dur }' "$log"
 }
 
+# The URL the gateway and the seeder use for database $1 (psql keeps using $PG_URL over TCP).
+pg_url() { echo "$PG_URL/$1${PG_SOCKET:+?host=$PG_SOCKET}"; }
+
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 write_config() { # dir database_url
@@ -149,12 +155,12 @@ seed() { # size
     TEMPLATES+=("$SEEDED")
     if ! psql "$PG_URL/postgres" -tAc "SELECT 1 FROM pg_database WHERE datname = '$SEEDED'" | grep -q 1; then
       psql "$PG_URL/postgres" -qc "CREATE DATABASE $SEEDED" >/dev/null
-      write_config "$dir" "$PG_URL/$SEEDED"
+      write_config "$dir" "$(pg_url "$SEEDED")"
       "$GATEWAY_BIN" --config "$dir/bench.toml" migrate 2>>"$OUT/seed-$size.log"
       "$SEED_BIN" --config "$dir/bench.toml" --source chup-main --secret "$SECRET" --tickets "$tickets" \
         --updates "$UPDATES" --last-day "$DAY" 2>>"$OUT/seed-$size.log" >&2
     fi
-    write_config "$dir" "$PG_URL/$SEEDED"
+    write_config "$dir" "$(pg_url "$SEEDED")"
   fi
   # A kept seed from an older build gets this build's pending migrations, applied by the gateway.
   "$GATEWAY_BIN" --config "$dir/bench.toml" migrate 2>>"$OUT/seed-$size.log"
@@ -186,7 +192,7 @@ measure() { # round size
     local db="carebridge_growth_$$_${round}_$size"
     psql "$PG_URL/postgres" -qc "CREATE DATABASE $db TEMPLATE ${SEED[$size]}" >/dev/null
     DATABASES+=("$db")
-    url="$PG_URL/$db"
+    url="$(pg_url "$db")"
   fi
   write_config "$dir" "$url"
   "$GATEWAY_BIN" --config "$dir/bench.toml" --log-format json serve >"$OUT/gateway-$size-$round.log" 2>&1 &
