@@ -151,7 +151,9 @@ seed() { # size
     [[ -n "${KEEP_SEED:-}" ]] || DIRS+=("$SEEDED")
     write_config "$dir" "sqlite://$SEEDED?mode=rwc"
   else
-    SEEDED="carebridge_growth_seed_$size"
+    # Not `carebridge_…`: .ci/run drops every database with that prefix (left by interrupted test
+    # runs), and a kept 1M seed takes ten minutes to make again.
+    SEEDED="cbbench_growth_seed_$size"
     TEMPLATES+=("$SEEDED")
     if ! psql "$PG_URL/postgres" -tAc "SELECT 1 FROM pg_database WHERE datname = '$SEEDED'" | grep -q 1; then
       psql "$PG_URL/postgres" -qc "CREATE DATABASE $SEEDED" >/dev/null

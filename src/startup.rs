@@ -37,6 +37,8 @@ pub struct AppState {
     pub mapper_config: Arc<crate::vendors::MapperConfig>,
     pub ingestor: Arc<crate::store::ingest::Ingestor>,
     pub bus: crate::bus::Bus,
+    /// The event tailer's own connection (`store::connect_event_tailer`).
+    pub tailer_db: DatabaseConnection,
     /// Statements run by the pool since start.
     pub statements: store::StatementCounter,
     pub webhook_rate: Arc<crate::ingest::rate_limit::SourceRateLimit>,
@@ -88,8 +90,14 @@ impl Application {
                     source: source.into(),
                 })?;
         let metrics = crate::metrics::Metrics::new()?;
+        let tailer_db = store::connect_event_tailer(config.database_url.expose(), &statements)
+            .await
+            .map_err(|source| StartupError::Database {
+                url: redact_url(config.database_url.expose()),
+                source,
+            })?;
         let mut tasks =
-            vec![bus.spawn_tailer(db.clone(), latest, metrics.events_published.clone())];
+            vec![bus.spawn_tailer(tailer_db.clone(), latest, metrics.events_published.clone())];
         tasks.extend(bus.spawn_listener(&db));
         tasks.push(crate::store::retention::spawn(db.clone(), config.clone()));
         let outbound = crate::outbound::Outbound::from_config(&config);
@@ -143,6 +151,7 @@ impl Application {
             mapper_config,
             ingestor,
             bus,
+            tailer_db,
             statements,
             webhook_rate,
             websocket_slots,

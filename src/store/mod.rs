@@ -78,16 +78,41 @@ pub async fn connect_counted(
 /// another connection has written since its last transaction: with the writer's batches spread
 /// over the shared pool, every batch read its index pages back from the file (measured: ~180
 /// `pread`s per batch). Its own connection keeps them cached, and on PostgreSQL keeps the
-/// writer's prepared statements on one server backend.
-///
-/// On PostgreSQL that backend plans each statement for its parameters every time
-/// (`plan_cache_mode = force_custom_plan`). With the default, a prepared statement switches to a
-/// generic plan after five runs and keeps it until the table is analyzed again; a gateway
-/// started on an empty database caches sequential scans for its dedupe and vendor-id lookups,
-/// and on a server without autovacuum (or between its runs) each batch then reads the whole
-/// inbox: measured on a growing seed, 204 deliveries/s at 195k stored webhooks, 6,195/s right
-/// after an `ANALYZE` replaced the plans. Planning a batch's ~15 statements costs far less.
+/// writer's prepared statements on one server backend, which plans them anew every time (see
+/// [`connect_dedicated`]).
 pub async fn connect_ingest_writer(
+    database_url: &str,
+    counter: &StatementCounter,
+) -> Result<DatabaseConnection, StoreError> {
+    connect_dedicated(database_url, counter).await
+}
+
+/// Opens the event tailer's own connection (see [`crate::bus`]), counting into `counter`.
+///
+/// The tailer asks for the events above its cursor after every commit. On its own connection it
+/// never waits behind dashboard queries for a pooled one, and on PostgreSQL its query is planned
+/// for the cursor it asks with (see [`connect_dedicated`]): the generic plan that the shared
+/// pool would cache for it on an empty log is a sequential scan and sort of the whole log
+/// (measured: 2.8 ms per call at 50k events, growing with the log, run after every commit).
+pub async fn connect_event_tailer(
+    database_url: &str,
+    counter: &StatementCounter,
+) -> Result<DatabaseConnection, StoreError> {
+    connect_dedicated(database_url, counter).await
+}
+
+/// A pool of exactly one connection for one of the gateway's own loops, counting into
+/// `counter`. On PostgreSQL it plans each statement for its parameters every time
+/// (`plan_cache_mode = force_custom_plan`).
+///
+/// Why: with the default, a prepared statement switches to a generic plan after five runs and
+/// keeps it until the table is analyzed again, so a gateway started on an empty database
+/// caches sequential scans for lookups that later run against millions of rows; on a server
+/// without autovacuum (or between its runs) ingest fell from 6,195 to 204 deliveries/s by 195k
+/// stored webhooks (bench/RESULTS.md, fifth session). These loops run a few statements per
+/// batch, so planning each is cheap. The shared pool keeps cached plans: a dashboard query is
+/// planned as often as it runs, and planning each one cost 23 % of the board query's throughput.
+async fn connect_dedicated(
     database_url: &str,
     counter: &StatementCounter,
 ) -> Result<DatabaseConnection, StoreError> {

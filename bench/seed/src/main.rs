@@ -206,8 +206,15 @@ async fn run() -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let histogram = prometheus::Histogram::with_opts(prometheus::HistogramOpts::new("b", "b"))
         .map_err(|e| e.to_string())?;
+    // The writer on its own connection, as the gateway's (`startup`) is.
+    let writer = carebridge::store::connect_ingest_writer(
+        config.database_url.expose(),
+        &carebridge::store::StatementCounter::default(),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     let ingestor = Arc::new(Ingestor::new(
-        db.clone(),
+        writer.clone(),
         carebridge::bus::Bus::new(16),
         histogram,
     ));
@@ -261,6 +268,7 @@ async fn run() -> Result<(), String> {
         }
     }
     drop(ingestor);
+    writer.close().await.map_err(|e| e.to_string())?;
     db.close().await.map_err(|e| e.to_string())?;
     println!(
         "seeded {stored} deliveries ({} tickets × {} updates) in {:.1} s",
