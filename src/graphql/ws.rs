@@ -211,7 +211,7 @@ async fn serve(state: AppState, protocol: Option<WebSocketProtocols>, socket: We
     if to_engine.send(first.into_bytes()).await.is_err() {
         return;
     }
-    let engine = async_graphql::http::WebSocket::new(
+    let mut engine = async_graphql::http::WebSocket::new(
         state.schema.clone(),
         ReceiverStream::new(engine_input),
         protocol,
@@ -223,8 +223,7 @@ async fn serve(state: AppState, protocol: Option<WebSocketProtocols>, socket: We
     metrics.websocket_connections.inc();
     let mut reported_subscriptions: i64 = 0;
     let ping_every = Duration::from_secs(state.config.limits.ws_ping_interval_secs);
-    let ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
-    let mut own = own_inputs(source, engine, ping);
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
     let mut last_heard = Instant::now();
     let max_subscriptions = state.config.limits.max_subscriptions_per_connection;
     // Ids of this connection's running subscriptions, on the engine or shared.
@@ -244,94 +243,81 @@ async fn serve(state: AppState, protocol: Option<WebSocketProtocols>, socket: We
             reported_subscriptions = running;
         }
         tokio::select! {
-            input = own.next() => match input {
-                Some(Input::Client(incoming)) => {
-                    last_heard = Instant::now();
-                    match incoming {
-                        Some(Ok(Message::Text(text))) => {
-                            let (kind, id) = match message_type(&text, protocol) {
-                                Ok(parsed) => parsed,
-                                Err(reason) => {
-                                    let _closing = sink.send(close(4400, &reason)).await;
-                                    break;
-                                }
-                            };
-                            match (kind.as_str(), id) {
-                                ("subscribe" | "start", Some(id)) if !active.contains(&id) => {
-                                    if active.len() >= max_subscriptions {
-                                        let message = format!("at most {max_subscriptions} subscriptions per connection");
-                                        if sink.send(refusal(protocol, &id, &message)).await.is_err() {
-                                            break;
-                                        }
-                                        continue;
-                                    }
-                                    if acknowledged && let Some((key, request)) = shareable(&text, &caller) {
-                                        shared.insert(id.clone(), state.live.join(key, request));
-                                        active.insert(id);
-                                        continue;
-                                    }
-                                    active.insert(id);
-                                }
-                                ("subscribe" | "start", Some(id)) => {
-                                    // A second subscribe under a running id: the engine replaces
-                                    // its stream with the new one, so a shared one is replaced too.
-                                    shared.remove(&id);
-                                }
-                                ("complete" | "stop", Some(id)) => {
-                                    active.remove(&id);
-                                    if shared.remove(&id).is_some() {
-                                        // As the engine answers a stop of a running stream.
-                                        if sink.send(complete(&id)).await.is_err() {
-                                            break;
-                                        }
-                                        continue;
-                                    }
-                                }
-                                _ => {}
-                            }
-                            if to_engine.send(text.as_bytes().to_vec()).await.is_err() {
+            incoming = source.next() => {
+                last_heard = Instant::now();
+                match incoming {
+                    Some(Ok(Message::Text(text))) => {
+                        let (kind, id) = match message_type(&text, protocol) {
+                            Ok(parsed) => parsed,
+                            Err(reason) => {
+                                let _closing = sink.send(close(4400, &reason)).await;
                                 break;
                             }
+                        };
+                        match (kind.as_str(), id) {
+                            ("subscribe" | "start", Some(id)) if !active.contains(&id) => {
+                                if active.len() >= max_subscriptions {
+                                    let message = format!("at most {max_subscriptions} subscriptions per connection");
+                                    if sink.send(refusal(protocol, &id, &message)).await.is_err() {
+                                        break;
+                                    }
+                                    continue;
+                                }
+                                if acknowledged && let Some((key, request)) = shareable(&text, &caller) {
+                                    shared.insert(id.clone(), state.live.join(key, request));
+                                    active.insert(id);
+                                    continue;
+                                }
+                                active.insert(id);
+                            }
+                            ("subscribe" | "start", Some(id)) => {
+                                // A second subscribe under a running id: the engine replaces
+                                // its stream with the new one, so a shared one is replaced too.
+                                shared.remove(&id);
+                            }
+                            ("complete" | "stop", Some(id)) => {
+                                active.remove(&id);
+                                if shared.remove(&id).is_some() {
+                                    // As the engine answers a stop of a running stream.
+                                    if sink.send(complete(&id)).await.is_err() {
+                                        break;
+                                    }
+                                    continue;
+                                }
+                            }
+                            _ => {}
                         }
-                        Some(Ok(Message::Binary(_))) => {
-                            let _closing = sink.send(close(4400, "binary messages are not part of the protocol")).await;
+                        if to_engine.send(text.as_bytes().to_vec()).await.is_err() {
                             break;
                         }
-                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                        Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
                     }
+                    Some(Ok(Message::Binary(_))) => {
+                        let _closing = sink.send(close(4400, "binary messages are not part of the protocol")).await;
+                        break;
+                    }
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
                 }
-                Some(Input::Engine(outgoing)) => {
-                    let message = match outgoing {
-                        Some(WsMessage::Text(text)) => {
-                            if let Some(id) = ended_subscription(&text) {
-                                active.remove(&id);
-                            }
-                            if !acknowledged && text.contains(r#""type":"connection_ack""#) {
-                                acknowledged = true;
-                            }
-                            Message::Text(text.into())
+            }
+            outgoing = engine.next() => {
+                let message = match outgoing {
+                    Some(WsMessage::Text(text)) => {
+                        if let Some(id) = ended_subscription(&text) {
+                            active.remove(&id);
                         }
-                        Some(WsMessage::Close(code, reason)) => close(code, &reason),
-                        None => break,
-                    };
-                    let closing = matches!(message, Message::Close(_));
-                    if sink.send(message).await.is_err() || closing {
-                        break;
+                        if !acknowledged && text.contains(r#""type":"connection_ack""#) {
+                            acknowledged = true;
+                        }
+                        Message::Text(text.into())
                     }
+                    Some(WsMessage::Close(code, reason)) => close(code, &reason),
+                    None => break,
+                };
+                let closing = matches!(message, Message::Close(_));
+                if sink.send(message).await.is_err() || closing {
+                    break;
                 }
-                Some(Input::Ping) => {
-                    if last_heard.elapsed() > ping_every * 2 {
-                        tracing::info!("websocket closed: no answer to keep-alive pings");
-                        let _closing = sink.send(close(4408, "keep-alive timeout")).await;
-                        break;
-                    }
-                    if sink.send(Message::Ping(Vec::new().into())).await.is_err() {
-                        break;
-                    }
-                }
-                None => break,
-            },
+            }
             Some((id, delivery)) = shared.next(), if !shared.is_empty() => {
                 let message = match delivery {
                     live::Delivery::Payload(payload) => next(protocol, &id, &payload),
@@ -351,50 +337,20 @@ async fn serve(state: AppState, protocol: Option<WebSocketProtocols>, socket: We
                     break;
                 }
             }
+            _ = ping.tick() => {
+                if last_heard.elapsed() > ping_every * 2 {
+                    tracing::info!("websocket closed: no answer to keep-alive pings");
+                    let _closing = sink.send(close(4408, "keep-alive timeout")).await;
+                    break;
+                }
+                if sink.send(Message::Ping(Vec::new().into())).await.is_err() {
+                    break;
+                }
+            }
         }
     }
     metrics.subscriptions.sub(reported_subscriptions);
     metrics.websocket_connections.dec();
-}
-
-/// One of a connection's own inputs (everything but shared deliveries).
-enum Input {
-    /// A client frame; `None` once the client's side has ended.
-    Client(Option<Result<Message, axum::Error>>),
-    /// What the protocol engine wants sent; `None` once it has ended.
-    Engine(Option<WsMessage>),
-    /// Time for a keep-alive ping.
-    Ping,
-}
-
-/// Merges the client's frames, the engine's output and the ping timer into one stream that, when
-/// woken, polls only the input whose waker fired (`select_all` is a `FuturesUnordered`).
-///
-/// Why: when one event fans out to thousands of connections, each connection's task wakes for
-/// its shared delivery only. Polled with `select!`, every wake-up also polled the socket's read
-/// half, the engine and the timer again (≈10 % of the gateway's CPU in a 10k fan-out profile).
-fn own_inputs<E>(
-    source: futures_util::stream::SplitStream<WebSocket>,
-    engine: E,
-    ping: tokio::time::Interval,
-) -> futures_util::stream::SelectAll<futures_util::stream::BoxStream<'static, Input>>
-where
-    E: futures_util::Stream<Item = WsMessage> + Send + 'static,
-{
-    use futures_util::stream;
-    // Each ends with a `None` so that the loop learns it ended (`select_all` drops ended streams
-    // without a word).
-    let client = source
-        .map(|frame| Input::Client(Some(frame)))
-        .chain(stream::once(async { Input::Client(None) }));
-    let engine = engine
-        .map(|message| Input::Engine(Some(message)))
-        .chain(stream::once(async { Input::Engine(None) }));
-    let pings = stream::unfold(ping, |mut ping| async move {
-        ping.tick().await;
-        Some((Input::Ping, ping))
-    });
-    stream::select_all([client.boxed(), engine.boxed(), pings.boxed()])
 }
 
 /// The share key of a `subscribe`/`start` message's request, and the request, when it may share
