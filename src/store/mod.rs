@@ -3,6 +3,7 @@
 //! the functions here, which keeps every transaction boundary in one place.
 
 pub mod audit;
+pub mod board;
 pub mod erase;
 pub mod events;
 pub mod ingest;

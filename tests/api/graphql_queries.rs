@@ -345,6 +345,100 @@ async fn a_queue_board_with_client_staff_and_service_costs_one_statement() {
     app.stop().await;
 }
 
+/// The board's decoder walks the joined row by position (`store::board`); it must give exactly
+/// the models that reading each table on its own gives, so a reordered or retyped column in an
+/// entity cannot slip through as a swapped value.
+#[tokio::test]
+async fn a_joined_board_decodes_to_the_same_models_as_reading_each_table() {
+    use entity::{client, queue_entry, service, staff};
+    use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
+
+    let app = spawn_app().await;
+    clinic_day(&app).await;
+    let every_ticket = || queue_entry::Entity::find().order_by_asc(queue_entry::Column::Id);
+    // Every text column of one ticket and of what it points at holds its own value, so a
+    // decoder that swapped two columns of the same type would be seen.
+    let ticket = every_ticket()
+        .filter(queue_entry::Column::ClientId.is_not_null())
+        .filter(queue_entry::Column::StaffId.is_not_null())
+        .filter(queue_entry::Column::ServiceId.is_not_null())
+        .one(&app.db)
+        .await
+        .expect("ticket")
+        .expect("a ticket with client, staff and service");
+    let distinct = |column: &str| Some(format!("{column} value"));
+    let mut entry: queue_entry::ActiveModel = ticket.clone().into();
+    entry.appointment_vendor_id = Set(distinct("appointment_vendor_id"));
+    entry.state_name = Set(distinct("state_name"));
+    entry.state_label = Set(distinct("state_label"));
+    entry.time_zone = Set(distinct("time_zone"));
+    entry.update(&app.db).await.expect("ticket update");
+    let mut person: client::ActiveModel =
+        client::Entity::find_by_id(ticket.client_id.expect("client"))
+            .one(&app.db)
+            .await
+            .expect("client")
+            .expect("referenced row")
+            .into();
+    person.first_name = Set(distinct("first_name"));
+    person.last_name = Set(distinct("last_name"));
+    person.full_name = Set(distinct("full_name"));
+    person.phone = Set(distinct("phone"));
+    person.email = Set(distinct("email"));
+    person.update(&app.db).await.expect("client update");
+    let mut member: staff::ActiveModel = staff::Entity::find_by_id(ticket.staff_id.expect("staff"))
+        .one(&app.db)
+        .await
+        .expect("staff")
+        .expect("referenced row")
+        .into();
+    member.name = Set(distinct("staff name"));
+    member.email = Set(distinct("staff email"));
+    member.time_zone = Set(distinct("staff time_zone"));
+    member.update(&app.db).await.expect("staff update");
+    let board = carebridge::store::board::tickets_with_refs(&app.db, every_ticket())
+        .await
+        .expect("board");
+    let tickets = every_ticket().all(&app.db).await.expect("tickets");
+    assert!(tickets.len() >= 3, "the fixtures make tickets");
+    assert_eq!(board.entries, tickets);
+
+    let clients: Vec<_> = tickets.iter().filter_map(|t| t.client_id).collect();
+    let members: Vec<_> = tickets.iter().filter_map(|t| t.staff_id).collect();
+    let services: Vec<_> = tickets.iter().filter_map(|t| t.service_id).collect();
+    assert!(
+        !clients.is_empty() && !members.is_empty() && !services.is_empty(),
+        "the fixtures' tickets have every kind of reference"
+    );
+    let expected_clients = client::Entity::find()
+        .filter(client::Column::Id.is_in(clients))
+        .order_by_asc(client::Column::Id)
+        .all(&app.db)
+        .await
+        .expect("clients");
+    let expected_staff = staff::Entity::find()
+        .filter(staff::Column::Id.is_in(members))
+        .order_by_asc(staff::Column::Id)
+        .all(&app.db)
+        .await
+        .expect("staff");
+    let expected_services = service::Entity::find()
+        .filter(service::Column::Id.is_in(services))
+        .order_by_asc(service::Column::Id)
+        .all(&app.db)
+        .await
+        .expect("services");
+    let (mut found_clients, mut found_staff, mut found_services) =
+        (board.clients, board.staff, board.services);
+    found_clients.sort_by_key(|m| m.id);
+    found_staff.sort_by_key(|m| m.id);
+    found_services.sort_by_key(|m| m.id);
+    assert_eq!(found_clients, expected_clients);
+    assert_eq!(found_staff, expected_staff);
+    assert_eq!(found_services, expected_services);
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn a_queue_board_without_references_reads_only_the_tickets() {
     let app = spawn_app().await;

@@ -15,7 +15,7 @@ use sea_orm::{DatabaseConnection, DbErr, Select};
 use std::sync::Arc;
 
 use entity::ids::{ClientId, ServiceId, StaffId};
-use entity::{client, queue_entry, service, staff};
+use entity::queue_entry;
 
 use super::error::{ApiError, ApiResult};
 use super::loaders::{DbLoader, LiveLoader};
@@ -133,7 +133,7 @@ pub(crate) async fn prefetch_refs(
 }
 
 /// Runs `select` over queue entries and, when the selection asks for a client, staff or service,
-/// fetches those in the same statement (three LEFT JOINs on primary keys) and feeds them to the
+/// fetches those in the same statement (three LEFT JOINs on primary keys; see `store::board`) and feeds them to the
 /// request's loader, whose cache the field resolvers then hit. One statement and one round trip
 /// for a whole board instead of one per kind, and no wait for the DataLoader's batching timer.
 /// Without a cached loader (websockets) the rows alone are read and the fields batch as usual.
@@ -148,22 +148,16 @@ pub(crate) async fn queue_entries_with_refs(
         Loaders::Cached(loader) if wants("client") || wants("staff") || wants("service") => loader,
         _ => return Ok(select.all(db).await?),
     };
-    let joined = select
-        .find_also_related(client::Entity)
-        .find_also(queue_entry::Entity, staff::Entity)
-        .find_also(queue_entry::Entity, service::Entity)
-        .all(db)
-        .await?;
-    let mut rows = Vec::with_capacity(joined.len());
-    let (mut clients, mut members, mut services) = (Vec::new(), Vec::new(), Vec::new());
-    for (row, client, member, service) in joined {
-        clients.extend(client.map(|m| (m.id, m)));
-        members.extend(member.map(|m| (m.id, m)));
-        services.extend(service.map(|m| (m.id, m)));
-        rows.push(row);
-    }
-    loader.feed_many(clients).await;
-    loader.feed_many(members).await;
-    loader.feed_many(services).await;
+    let board = crate::store::board::tickets_with_refs(db, select).await?;
+    loader
+        .feed_many(board.clients.into_iter().map(|m| (m.id, m)))
+        .await;
+    loader
+        .feed_many(board.staff.into_iter().map(|m| (m.id, m)))
+        .await;
+    loader
+        .feed_many(board.services.into_iter().map(|m| (m.id, m)))
+        .await;
+    let rows = board.entries;
     Ok(rows)
 }
