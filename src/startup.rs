@@ -47,6 +47,8 @@ pub struct AppState {
     pub metrics: crate::metrics::Metrics,
     /// Shared executions of identical live subscriptions, across all websocket connections.
     pub live: crate::graphql::LiveHub,
+    /// Parsed query texts shared by HTTP requests.
+    pub documents: Arc<crate::graphql::DocumentCache>,
 }
 
 pub struct Application {
@@ -156,6 +158,7 @@ impl Application {
             webhook_rate,
             websocket_slots,
             metrics,
+            documents: Arc::default(),
         };
         Ok(Application {
             listener,

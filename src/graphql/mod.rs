@@ -8,6 +8,7 @@
 //! one by one (see `guard`).
 
 mod connection;
+mod documents;
 mod error;
 mod filters;
 mod guard;
@@ -36,6 +37,7 @@ use crate::auth::{self, Caller};
 use crate::config::Config;
 use crate::startup::AppState;
 
+pub use documents::DocumentCache;
 pub use error::ApiError;
 pub use live::LiveHub;
 pub use mutation::Mutation;
@@ -222,6 +224,7 @@ async fn graphql_http(
             return plain_error(answer, status, &message, Some("BAD_REQUEST"));
         }
     };
+    state.documents.prepare(&mut request);
     let mutation_fields = mutation_fields(&mut request);
     if method == Method::GET && mutation_fields.is_some() {
         let mut response = plain_error(
