@@ -84,20 +84,17 @@ impl Application {
                 })?;
         let config = Arc::new(config);
         let bus = crate::bus::Bus::new(config.limits.event_buffer);
-        let latest =
-            crate::bus::latest_cursor(&db)
-                .await
-                .map_err(|source| StartupError::Database {
-                    url: redact_url(config.database_url.expose()),
-                    source: source.into(),
-                })?;
+        let database_error = |source: StoreError| StartupError::Database {
+            url: redact_url(config.database_url.expose()),
+            source,
+        };
+        let latest = crate::bus::latest_cursor(&db)
+            .await
+            .map_err(|source| database_error(source.into()))?;
         let metrics = crate::metrics::Metrics::new()?;
         let tailer_db = store::connect_event_tailer(config.database_url.expose(), &statements)
             .await
-            .map_err(|source| StartupError::Database {
-                url: redact_url(config.database_url.expose()),
-                source,
-            })?;
+            .map_err(database_error)?;
         let mut tasks =
             vec![bus.spawn_tailer(tailer_db.clone(), latest, metrics.events_published.clone())];
         tasks.extend(bus.spawn_listener(&db));
@@ -125,10 +122,7 @@ impl Application {
         let schema = crate::graphql::build(db.clone(), config.clone(), bus.clone(), outbound);
         let writer_db = store::connect_ingest_writer(config.database_url.expose(), &statements)
             .await
-            .map_err(|source| StartupError::Database {
-                url: redact_url(config.database_url.expose()),
-                source,
-            })?;
+            .map_err(database_error)?;
         let ingestor = Arc::new(crate::store::ingest::Ingestor::new(
             writer_db,
             bus.clone(),

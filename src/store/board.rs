@@ -24,7 +24,7 @@ use entity::{client, queue_entry, service, staff};
 
 /// Tickets in the select's order, and the distinct rows they point at (a board's tickets share
 /// their service and staff; each is decoded once, not once per ticket).
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Default)]
 pub struct TicketsWithRefs {
     pub entries: Vec<queue_entry::Model>,
     pub clients: Vec<client::Model>,
@@ -51,14 +51,14 @@ pub async fn tickets_with_refs(
         (HashSet::new(), HashSet::new(), HashSet::new());
     for row in &rows {
         let mut c = Columns { row, at: 0 };
-        board.entries.push(entry(&mut c)?);
-        if let Some(client) = joined(&mut c, &mut seen_clients, client)? {
+        board.entries.push(decode_entry(&mut c)?);
+        if let Some(client) = joined(&mut c, &mut seen_clients, decode_client)? {
             board.clients.push(client);
         }
-        if let Some(member) = joined(&mut c, &mut seen_staff, member)? {
+        if let Some(member) = joined(&mut c, &mut seen_staff, decode_staff)? {
             board.staff.push(member);
         }
-        if let Some(service) = joined(&mut c, &mut seen_services, service)? {
+        if let Some(service) = joined(&mut c, &mut seen_services, decode_service)? {
             board.services.push(service);
         }
     }
@@ -100,7 +100,7 @@ where
     Ok(model)
 }
 
-fn entry(c: &mut Columns<'_>) -> Result<queue_entry::Model, DbErr> {
+fn decode_entry(c: &mut Columns<'_>) -> Result<queue_entry::Model, DbErr> {
     Ok(queue_entry::Model {
         id: c.next()?,
         source_id: c.next()?,
@@ -125,7 +125,7 @@ fn entry(c: &mut Columns<'_>) -> Result<queue_entry::Model, DbErr> {
     })
 }
 
-fn client(id: ClientId, c: &mut Columns<'_>) -> Result<client::Model, DbErr> {
+fn decode_client(id: ClientId, c: &mut Columns<'_>) -> Result<client::Model, DbErr> {
     Ok(client::Model {
         id,
         source_id: c.next()?,
@@ -143,7 +143,7 @@ fn client(id: ClientId, c: &mut Columns<'_>) -> Result<client::Model, DbErr> {
     })
 }
 
-fn member(id: StaffId, c: &mut Columns<'_>) -> Result<staff::Model, DbErr> {
+fn decode_staff(id: StaffId, c: &mut Columns<'_>) -> Result<staff::Model, DbErr> {
     Ok(staff::Model {
         id,
         source_id: c.next()?,
@@ -159,7 +159,7 @@ fn member(id: StaffId, c: &mut Columns<'_>) -> Result<staff::Model, DbErr> {
     })
 }
 
-fn service(id: ServiceId, c: &mut Columns<'_>) -> Result<service::Model, DbErr> {
+fn decode_service(id: ServiceId, c: &mut Columns<'_>) -> Result<service::Model, DbErr> {
     Ok(service::Model {
         id,
         source_id: c.next()?,

@@ -133,8 +133,8 @@ pub(crate) async fn prefetch_refs(
 }
 
 /// Runs `select` over queue entries and, when the selection asks for a client, staff or service,
-/// fetches those in the same statement (three LEFT JOINs on primary keys; see `store::board`) and feeds them to the
-/// request's loader, whose cache the field resolvers then hit. One statement and one round trip
+/// fetches those in the same statement (three LEFT JOINs on primary keys; see `store::board`)
+/// and feeds them to the request's loader, whose cache the field resolvers then hit. One statement and one round trip
 /// for a whole board instead of one per kind, and no wait for the DataLoader's batching timer.
 /// Without a cached loader (websockets) the rows alone are read and the fields batch as usual.
 pub(crate) async fn queue_entries_with_refs(
@@ -158,6 +158,5 @@ pub(crate) async fn queue_entries_with_refs(
     loader
         .feed_many(board.services.into_iter().map(|m| (m.id, m)))
         .await;
-    let rows = board.entries;
-    Ok(rows)
+    Ok(board.entries)
 }
