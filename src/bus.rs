@@ -9,8 +9,15 @@
 //!
 //! Because writers hand out cursors in commit order (see `store::ingest`), "everything above
 //! the last published cursor" never skips an event, on one process or many.
+//!
+//! The ingest writer has its batch's events in hand when it commits, so it publishes them itself
+//! when they are the very next ones ([`Bus::publish_committed`]): their first cursor follows the
+//! last one published and they have no gaps, so no event can be missing between them. That
+//! saves a read of the log and a task hand-off on the path from webhook to screen. Anything
+//! else (a gap: another writer's or replica's events, or a sequence value a rolled-back
+//! transaction used) is left to the tailer, which reads the log.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use entity::domain_event;
@@ -35,6 +42,46 @@ pub struct Bus {
     sender: broadcast::Sender<Arc<domain_event::Model>>,
     /// Wakes the tailer; `Notify` keeps one pending permit, so wake-ups coalesce.
     wake: Arc<Notify>,
+    /// What subscribers have been sent; the lock keeps the tailer's and the writer's sends in
+    /// cursor order (held only while handing events to `sender`, which never waits).
+    sent: Arc<Mutex<Sent>>,
+}
+
+/// The cursor of the last event handed to subscribers, known once the tailer has started (before
+/// that, only the tailer publishes: it knows where the log starts), and the metric counting them.
+#[derive(Default)]
+struct Sent {
+    last: Option<EventCursor>,
+    counter: Option<prometheus::IntCounter>,
+}
+
+impl Sent {
+    /// Sends the events above the last one sent, in the order given (cursor order).
+    fn send(
+        &mut self,
+        sender: &broadcast::Sender<Arc<domain_event::Model>>,
+        events: impl IntoIterator<Item = domain_event::Model>,
+    ) {
+        for event in events {
+            if self.last.is_some_and(|last| event.cursor <= last) {
+                continue;
+            }
+            self.last = Some(event.cursor);
+            // No receiver is not an error: nobody is watching right now.
+            let _nobody_listening = sender.send(Arc::new(event));
+            if let Some(counter) = &self.counter {
+                counter.inc();
+            }
+        }
+    }
+}
+
+/// Whether `events` (in cursor order) are exactly the ones after `last`: no cursor skipped.
+fn follow_without_gap(last: EventCursor, events: &[domain_event::Model]) -> bool {
+    events
+        .iter()
+        .enumerate()
+        .all(|(offset, event)| event.cursor.0 == last.0 + 1 + offset as i64)
 }
 
 impl Bus {
@@ -43,12 +90,33 @@ impl Bus {
         Bus {
             sender,
             wake: Arc::new(Notify::new()),
+            sent: Arc::default(),
         }
     }
 
     /// Called by a writer after its commit: new events are in the log.
     pub fn committed(&self) {
         self.wake.notify_one();
+    }
+
+    /// Called by a writer after its commit with the events it wrote, sorted by cursor: sends
+    /// them at once when they directly follow the last event published, or else wakes the
+    /// tailer to publish from the log (see the module docs). Returns whether they were sent.
+    pub fn publish_committed(&self, events: Vec<domain_event::Model>) -> bool {
+        if events.is_empty() {
+            return false;
+        }
+        let mut sent = self.sent.lock().unwrap_or_else(PoisonError::into_inner);
+        if sent
+            .last
+            .is_some_and(|last| follow_without_gap(last, &events))
+        {
+            sent.send(&self.sender, events);
+            return true;
+        }
+        drop(sent);
+        self.committed();
+        false
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<domain_event::Model>> {
@@ -63,15 +131,16 @@ impl Bus {
         start: EventCursor,
         published: prometheus::IntCounter,
     ) -> tokio::task::JoinHandle<()> {
+        {
+            let mut sent = self.sent.lock().unwrap_or_else(PoisonError::into_inner);
+            sent.last = Some(sent.last.map_or(start, |last| last.max(start)));
+            sent.counter = Some(published);
+        }
         let bus = self.clone();
         tokio::spawn(async move {
-            let mut last = start;
             loop {
-                match publish_new(&db, &bus.sender, last, &published).await {
-                    Ok(published) => last = published,
-                    Err(error) => {
-                        tracing::warn!(%error, "event tailer could not read the log; retrying")
-                    }
+                if let Err(error) = bus.publish_new(&db).await {
+                    tracing::warn!(%error, "event tailer could not read the log; retrying")
                 }
                 tokio::select! {
                     () = bus.wake.notified() => {}
@@ -110,26 +179,29 @@ impl Bus {
             }
         }))
     }
-}
 
-async fn publish_new(
-    db: &DatabaseConnection,
-    sender: &broadcast::Sender<Arc<domain_event::Model>>,
-    mut last: EventCursor,
-    published: &prometheus::IntCounter,
-) -> Result<EventCursor, sea_orm::DbErr> {
-    loop {
-        let rows = events_after(db, last, PAGE).await?;
-        let full_page = rows.len() as u64 == PAGE;
-        for row in rows {
-            last = row.cursor;
-            // No receiver is not an error: nobody is watching right now.
-            let _nobody_listening = sender.send(Arc::new(row));
-            published.inc();
+    /// The tailer's round: publishes everything in the log above the last event sent (events
+    /// the writer sent meanwhile are skipped, not sent twice).
+    async fn publish_new(&self, db: &DatabaseConnection) -> Result<(), sea_orm::DbErr> {
+        loop {
+            let last = self.last_sent().unwrap_or(EventCursor(0));
+            let rows = events_after(db, last, PAGE).await?;
+            let full_page = rows.len() as u64 == PAGE;
+            self.sent
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .send(&self.sender, rows);
+            if !full_page {
+                return Ok(());
+            }
         }
-        if !full_page {
-            return Ok(last);
-        }
+    }
+
+    fn last_sent(&self) -> Option<EventCursor> {
+        self.sent
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .last
     }
 }
 
@@ -164,4 +236,83 @@ pub async fn latest_cursor(db: &DatabaseConnection) -> Result<EventCursor, sea_o
         .one(db)
         .await?;
     Ok(latest.flatten().unwrap_or(EventCursor(0)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(cursor: i64) -> domain_event::Model {
+        domain_event::Model {
+            cursor: EventCursor(cursor),
+            kind: "QUEUE_ENTRY_UPDATED".to_owned(),
+            source_id: None,
+            entity_type: "QueueEntry".to_owned(),
+            entity_id: cursor,
+            webhook_event_id: None,
+            occurred_at: chrono::Utc::now(),
+            recorded_at: chrono::Utc::now(),
+            service_id: None,
+            staff_id: None,
+            client_id: None,
+            payload: serde_json::json!({}),
+        }
+    }
+
+    /// A bus whose tailer would have started at `last` (without one running).
+    fn bus_after(last: i64) -> Bus {
+        let bus = Bus::new(16);
+        bus.sent.lock().unwrap().last = Some(EventCursor(last));
+        bus
+    }
+
+    fn received(receiver: &mut broadcast::Receiver<Arc<domain_event::Model>>) -> Vec<i64> {
+        std::iter::from_fn(|| receiver.try_recv().ok())
+            .map(|event| event.cursor.0)
+            .collect()
+    }
+
+    #[test]
+    fn the_next_events_go_straight_to_subscribers() {
+        let bus = bus_after(7);
+        let mut receiver = bus.subscribe();
+        assert!(bus.publish_committed(vec![event(8), event(9), event(10)]));
+        assert_eq!(received(&mut receiver), [8, 9, 10]);
+        assert!(bus.publish_committed(vec![event(11)]));
+        assert_eq!(received(&mut receiver), [11]);
+        assert_eq!(bus.last_sent(), Some(EventCursor(11)));
+    }
+
+    #[test]
+    fn events_after_a_gap_are_left_to_the_tailer() {
+        let bus = bus_after(7);
+        let mut receiver = bus.subscribe();
+        // Cursor 8 belongs to another writer and is not published yet.
+        assert!(!bus.publish_committed(vec![event(9), event(10)]));
+        // A gap inside the batch is just as unknown.
+        assert!(!bus.publish_committed(vec![event(8), event(10)]));
+        assert_eq!(received(&mut receiver), Vec::<i64>::new());
+        assert_eq!(bus.last_sent(), Some(EventCursor(7)));
+    }
+
+    #[test]
+    fn nothing_is_sent_directly_before_the_tailer_knows_where_the_log_starts() {
+        let bus = Bus::new(16);
+        let mut receiver = bus.subscribe();
+        assert!(!bus.publish_committed(vec![event(1)]));
+        assert_eq!(received(&mut receiver), Vec::<i64>::new());
+    }
+
+    #[test]
+    fn the_tailer_skips_what_the_writer_already_sent() {
+        let bus = bus_after(7);
+        let mut receiver = bus.subscribe();
+        assert!(bus.publish_committed(vec![event(8), event(9)]));
+        // The tailer's read of the log raced with the writer and returned 8..=10.
+        bus.sent
+            .lock()
+            .unwrap()
+            .send(&bus.sender, vec![event(8), event(9), event(10)]);
+        assert_eq!(received(&mut receiver), [8, 9, 10]);
+    }
 }

@@ -236,7 +236,7 @@ async fn commit_batch(db: DatabaseConnection, bus: Bus, jobs: Vec<Job>) {
         tracing::warn!(%error, "writing a batch failed; writing it again one delivery at a time");
         written = write_batch(&db, &inbounds, now, Pace::OneByOne).await;
     }
-    let (mut answers, events) = match written {
+    let (mut answers, mut events) = match written {
         Ok(Written { recorded, events }) => {
             let elapsed_us = started.elapsed().as_micros();
             tracing::debug!(elapsed_us, "ingest batch committed");
@@ -263,10 +263,10 @@ async fn commit_batch(db: DatabaseConnection, bus: Bus, jobs: Vec<Job>) {
         // A request that gave up waiting is fine: its delivery is stored all the same.
         let _requester_may_be_gone = reply.send(mine);
     }
-    if !events.is_empty() {
-        // The tailer publishes from the log, in cursor order, to this and every replica.
-        bus.committed();
-    }
+    // Straight to this process's subscribers when they are the next events; otherwise the
+    // tailer publishes them from the log, in cursor order (as it does for every replica).
+    events.sort_unstable_by_key(|event| event.cursor);
+    bus.publish_committed(events);
 }
 
 fn is_unavailable(error: &DbErr) -> bool {
