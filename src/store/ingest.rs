@@ -20,16 +20,19 @@
 //! # Fewest statements
 //!
 //! The single writer spends its time waiting for the database, so each statement saved is
-//! throughput. Per batch, not per delivery: the source's `last_delivery_at` update, the dedupe
-//! lookup of all the batch's event identities, the lookup of every entity the batch names (one
-//! `IN (…)` query per entity type), one multi-row upsert per entity type for every row the
-//! batch created or changed (new rows get their ids from the writer, see [`Known::next_id`],
-//! so that lineage, events and later deliveries can name them before they are written), the
-//! inbox rows (each inserted once, with its final status) and multi-row inserts of lineage,
-//! queue state history and domain events. No statement is paid per delivery. A batch-level
-//! statement that fails for any reason but the connection makes the writer redo the batch one
-//! delivery at a time, each inside its own savepoint, so one bad row still fails only its
-//! delivery.
+//! throughput. Per batch, not per delivery: the dedupe lookup of all the batch's event
+//! identities, the lookup of every entity the batch names (one `IN (…)` query per entity type),
+//! the reservation of ids for the inbox rows and the rows the batch creates (the writer hands
+//! them out, see [`Known::next_id`], so that lineage, events and later deliveries can name them
+//! before they are written); then the source's `last_delivery_at` update, one multi-row upsert
+//! per entity type for every row the batch created or changed, the inbox rows (each inserted
+//! once, with its final status) and multi-row inserts of lineage, queue state history and
+//! domain events. No statement is paid per delivery. The reads go to the database as one
+//! [`Script`] and the writes as another: on SQLite that is two round trips to the connection's
+//! thread instead of about a dozen, which at a steady 1k webhooks/s was most of the time a lone
+//! delivery waited. A batch-level statement that fails for any reason but the connection makes
+//! the writer redo the batch one delivery at a time, each inside its own savepoint, so one bad
+//! row still fails only its delivery.
 //!
 //! # One writer
 //!
@@ -53,11 +56,14 @@ use entity::{
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveModelTrait, ActiveValue, ColumnTrait, ConnectionTrait, DatabaseConnection,
-    DatabaseTransaction, DbBackend, DbErr, EntityName, EntityTrait, IdenStatic, IntoActiveModel,
-    QueryFilter, QuerySelect, Set, Statement, TransactionTrait,
+    DatabaseTransaction, DbBackend, DbErr, EntityName, EntityTrait, FromQueryResult, IdenStatic,
+    IntoActiveModel, QueryFilter, QueryResult, QuerySelect, QueryTrait, Set, Statement,
+    TransactionTrait,
 };
 use serde_json::json;
 use sha2::{Digest, Sha256};
+
+use super::script::Script;
 use tokio::sync::{mpsc, oneshot};
 
 use super::StoreError;
@@ -130,6 +136,9 @@ pub const MAX_BATCH: usize = 256;
 /// Deliveries that may wait for the writer. When the database stalls, requests wait here (and
 /// the HTTP timeout answers them) instead of memory growing without bound.
 const QUEUE_CAPACITY: usize = 4096;
+
+/// The inbox table, whose ids the batch hands out like those of the entities it creates.
+const INBOX_TABLE: &str = "webhook_events";
 
 /// Rows per multi-row INSERT: keeps every statement under SQLite's 32,766 bind parameters.
 const INSERT_CHUNK: usize = 500;
@@ -296,10 +305,13 @@ async fn write_batch(
     pace: Pace,
 ) -> Result<Written, DbErr> {
     let txn = begin_writer(db).await?;
-    touch_sources(&txn, batch, now).await?;
     let written = match pace {
         Pace::Batched => write_all(&txn, batch, now).await?,
-        Pace::OneByOne => write_each(&txn, batch, now).await?,
+        Pace::OneByOne => {
+            txn.execute_raw(touch_sources(txn.get_database_backend(), batch, now))
+                .await?;
+            write_each(&txn, batch, now).await?
+        }
     };
     notify_replicas(&txn, &written.events).await?;
     txn.commit().await?;
@@ -327,9 +339,12 @@ pub(crate) async fn notify_replicas_of_events(txn: &DatabaseTransaction) -> Resu
     Ok(())
 }
 
-/// The fast way: every lookup of the batch up front, no savepoints, the inbox rows, lineage,
-/// history and events in multi-row inserts at the end. Any error fails the whole batch (the caller then retries it
-/// [`Pace::OneByOne`]): errors are rare, statements are what the writer spends its time on.
+/// The fast way: every read of the batch up front in one [`Script`] (dedupe identities, entity
+/// rows, the inbox rows' ids), no savepoints, then every write in one more: the source's
+/// `last_delivery_at`, the entity upserts, the inbox rows, lineage, history and events. On
+/// SQLite each script is one round trip to the connection's thread. Any error fails the whole
+/// batch (the caller then retries it [`Pace::OneByOne`]): errors are rare, round trips are what
+/// the writer spends its time on.
 async fn write_all(
     txn: &DatabaseTransaction,
     batch: &[Inbound],
@@ -344,18 +359,32 @@ async fn write_all(
         decided.push(write_delivery(txn, &mut known, &mut rows, inbound, now).await?);
         rows_of.push(rows);
     }
-    known.flush(txn).await?;
-    let (inbox_rows, answers): (Vec<_>, Vec<_>) =
-        decided.into_iter().map(|d| (d.inbox_row, d.answer)).unzip();
-    let ids = insert_inbox(txn, inbox_rows).await?;
+    let mut writes = Script::new(txn.get_database_backend());
+    writes.push(touch_sources(writes.backend(), batch, now));
+    known.flush_into(&mut writes);
+    let mut inbox_rows = Vec::with_capacity(batch.len());
     let mut all = Rows::default();
     let mut recorded = Vec::with_capacity(batch.len());
-    for ((id, answer), mut rows) in ids.into_iter().zip(answers).zip(rows_of) {
+    for (
+        Decided {
+            mut inbox_row,
+            answer,
+        },
+        mut rows,
+    ) in decided.into_iter().zip(rows_of)
+    {
+        let id = WebhookEventId(known.next_id(txn, INBOX_TABLE).await?);
+        inbox_row.id = Set(id);
+        inbox_rows.push(inbox_row);
         rows.attach(id);
         all.append(rows);
         recorded.push(answer.recorded(id));
     }
-    let events = all.insert(txn).await?;
+    for chunk in chunks(inbox_rows) {
+        writes.push(webhook_event::Entity::insert_many(chunk).build(writes.backend()));
+    }
+    all.push_into(&mut writes);
+    let events = stored_events(writes.run(txn).await?)?;
     Ok(Written { recorded, events })
 }
 
@@ -674,18 +703,13 @@ pub(crate) async fn reapply(
 }
 
 /// One UPDATE for every source of the batch.
-async fn touch_sources(
-    txn: &DatabaseTransaction,
-    batch: &[Inbound],
-    now: DateTime<Utc>,
-) -> Result<(), DbErr> {
+/// The statement recording that the batch's sources delivered at `now`.
+fn touch_sources(backend: DbBackend, batch: &[Inbound], now: DateTime<Utc>) -> Statement {
     let ids: HashSet<&str> = batch.iter().map(|i| i.source_id.as_str()).collect();
     source::Entity::update_many()
         .col_expr(source::Column::LastDeliveryAt, Expr::value(now))
         .filter(source::Column::Id.is_in(ids.into_iter().map(|id| SourceId(id.to_owned()))))
-        .exec(txn)
-        .await?;
-    Ok(())
+        .build(backend)
 }
 
 fn inbox_row(
@@ -713,32 +737,6 @@ fn inbox_row(
         body: Set(Some(body.to_vec())),
         processed_at: Set(Some(now)),
     }
-}
-
-/// Inserts inbox rows with one multi-row INSERT per [`INSERT_CHUNK`] and returns their ids in
-/// the order of `rows`. Ids are handed out in insertion order, and a multi-row `VALUES` is
-/// inserted in its order, so the ascending ids match the rows (whatever order `RETURNING`
-/// lists them in).
-async fn insert_inbox(
-    txn: &DatabaseTransaction,
-    rows: Vec<webhook_event::ActiveModel>,
-) -> Result<Vec<WebhookEventId>, DbErr> {
-    let mut ids = Vec::with_capacity(rows.len());
-    for chunk in chunks(rows) {
-        let expected = chunk.len();
-        let mut inserted = webhook_event::Entity::insert_many(chunk)
-            .exec_with_returning_keys(txn)
-            .await?;
-        if inserted.len() != expected {
-            return Err(DbErr::Custom(format!(
-                "inserted {} inbox rows of {expected}",
-                inserted.len()
-            )));
-        }
-        inserted.sort_unstable();
-        ids.extend(inserted);
-    }
-    Ok(ids)
 }
 
 async fn insert_one_inbox(
@@ -826,9 +824,34 @@ struct Named {
     payments: Vec<String>,
 }
 
+impl Named {
+    /// The entity tables these ids are looked up in.
+    fn tables(&self) -> impl Iterator<Item = &'static str> + use<> {
+        [
+            (self.clients.is_empty(), client::Entity.table_name()),
+            (self.staff.is_empty(), staff::Entity.table_name()),
+            (self.services.is_empty(), service::Entity.table_name()),
+            (self.locations.is_empty(), location::Entity.table_name()),
+            (
+                self.queue_entries.is_empty(),
+                queue_entry::Entity.table_name(),
+            ),
+            (
+                self.appointments.is_empty(),
+                appointment::Entity.table_name(),
+            ),
+            (self.visits.is_empty(), visit::Entity.table_name()),
+            (self.payments.is_empty(), payment::Entity.table_name()),
+        ]
+        .into_iter()
+        .filter(|(empty, _)| !empty)
+        .map(|(_, table)| table)
+    }
+}
+
 impl Known {
     /// Reads, with one query per source and entity type, every dedupe identity and entity row
-    /// the batch names.
+    /// the batch names, and reserves the ids of its inbox rows: all in one [`Script`].
     async fn prefetch(
         &mut self,
         txn: &DatabaseTransaction,
@@ -864,45 +887,53 @@ impl Known {
                 }
             }
         }
+        let mut script = Script::new(txn.get_database_backend());
+        let mut parts: Vec<Part> = Vec::new();
+        let named_tables = by_source
+            .values()
+            .flat_map(Named::tables)
+            .collect::<HashSet<_>>();
         for (source_id, named) in by_source {
-            self.prefetch_dedupe(txn, &source_id, named.dedupe_keys)
-                .await?;
-            prefetch::<client::Entity>(txn, self, &source_id, named.clients).await?;
-            prefetch::<staff::Entity>(txn, self, &source_id, named.staff).await?;
-            prefetch::<service::Entity>(txn, self, &source_id, named.services).await?;
-            prefetch::<location::Entity>(txn, self, &source_id, named.locations).await?;
-            prefetch::<queue_entry::Entity>(txn, self, &source_id, named.queue_entries).await?;
-            prefetch::<appointment::Entity>(txn, self, &source_id, named.appointments).await?;
-            prefetch::<visit::Entity>(txn, self, &source_id, named.visits).await?;
-            prefetch::<payment::Entity>(txn, self, &source_id, named.payments).await?;
+            prefetch_dedupe(&mut script, &mut parts, &source_id, named.dedupe_keys);
+            prefetch::<client::Entity>(&mut script, &mut parts, &source_id, named.clients);
+            prefetch::<staff::Entity>(&mut script, &mut parts, &source_id, named.staff);
+            prefetch::<service::Entity>(&mut script, &mut parts, &source_id, named.services);
+            prefetch::<location::Entity>(&mut script, &mut parts, &source_id, named.locations);
+            prefetch::<queue_entry::Entity>(
+                &mut script,
+                &mut parts,
+                &source_id,
+                named.queue_entries,
+            );
+            prefetch::<appointment::Entity>(
+                &mut script,
+                &mut parts,
+                &source_id,
+                named.appointments,
+            );
+            prefetch::<visit::Entity>(&mut script, &mut parts, &source_id, named.visits);
+            prefetch::<payment::Entity>(&mut script, &mut parts, &source_id, named.payments);
         }
-        Ok(())
-    }
-
-    async fn prefetch_dedupe(
-        &mut self,
-        txn: &DatabaseTransaction,
-        source_id: &SourceId,
-        mut keys: Vec<String>,
-    ) -> Result<(), DbErr> {
-        keys.sort_unstable();
-        keys.dedup();
-        if keys.is_empty() {
-            return Ok(());
+        // Every delivery gets an inbox row.
+        prefetch_ids(&mut script, &mut parts, INBOX_TABLE, batch.len());
+        if script.backend() == DbBackend::Sqlite {
+            // SQLite counts up from the high-water mark, whatever the count: reading it now for
+            // every table the batch may create rows in saves a round trip at the first new row.
+            // (PostgreSQL reserves as many as the reads found missing, so it waits for them.)
+            for table in named_tables {
+                prefetch_ids(&mut script, &mut parts, table, 0);
+            }
         }
-        let found: Vec<Option<String>> = webhook_event::Entity::find()
-            .select_only()
-            .column(webhook_event::Column::DedupeKey)
-            .filter(webhook_event::Column::SourceId.eq(source_id.clone()))
-            .filter(webhook_event::Column::DedupeKey.is_in(keys.iter().map(String::as_str)))
-            .filter(webhook_event::Column::Status.ne(InboxStatus::Rejected.as_str()))
-            .into_tuple()
-            .all(txn)
-            .await?;
-        let found: HashSet<String> = found.into_iter().flatten().collect();
-        for key in keys {
-            let seen = found.contains(&key);
-            self.dedupe.insert((source_id.clone(), key), seen);
+        let mut rows_of: Vec<Vec<QueryResult>> = parts.iter().map(|_| Vec::new()).collect();
+        for row in script.run(txn).await? {
+            let part = row.try_get::<i64>("", PART)?;
+            rows_of
+                .get_mut(usize::try_from(part).unwrap_or(usize::MAX))
+                .ok_or_else(|| DbErr::Custom(format!("a prefetched row of unknown part {part}")))?
+                .push(row);
+        }
+        for (part, rows) in parts.into_iter().zip(rows_of) {
+            part(self, rows)?;
         }
         Ok(())
     }
@@ -986,39 +1017,99 @@ by_vendor_id!(
     payment => payments,
 );
 
-/// Loads the named rows of one type with a single `IN (…)` query and records the absent ones.
-async fn prefetch<E: ByVendorId>(
-    txn: &DatabaseTransaction,
-    known: &mut Known,
+/// What to do with the rows one prefetch statement returned.
+type Part = Box<dyn FnOnce(&mut Known, Vec<QueryResult>) -> Result<(), DbErr> + Send>;
+
+/// The column that tells which prefetch statement a row came from (its index in the script):
+/// the batch's reads run as one [`Script`], whose rows arrive as one list.
+const PART: &str = "prefetch_part";
+
+/// Adds the statement reading which of these dedupe identities a non-`REJECTED` inbox row
+/// carries.
+fn prefetch_dedupe(
+    script: &mut Script,
+    parts: &mut Vec<Part>,
+    source_id: &SourceId,
+    mut keys: Vec<String>,
+) {
+    keys.sort_unstable();
+    keys.dedup();
+    if keys.is_empty() {
+        return;
+    }
+    script.push(
+        webhook_event::Entity::find()
+            .select_only()
+            .column(webhook_event::Column::DedupeKey)
+            .expr_as(Expr::val(parts.len() as i64), PART)
+            .filter(webhook_event::Column::SourceId.eq(source_id.clone()))
+            .filter(webhook_event::Column::DedupeKey.is_in(keys.iter().map(String::as_str)))
+            .filter(webhook_event::Column::Status.ne(InboxStatus::Rejected.as_str()))
+            .build(script.backend()),
+    );
+    let source_id = source_id.clone();
+    parts.push(Box::new(
+        move |known: &mut Known, rows: Vec<QueryResult>| {
+            let found = rows
+                .iter()
+                .map(|row| row.try_get::<Option<String>>("", "dedupe_key"))
+                .collect::<Result<HashSet<_>, _>>()?;
+            for key in keys {
+                let seen = found.contains(&Some(key.clone()));
+                known.dedupe.insert((source_id.clone(), key), seen);
+            }
+            Ok(())
+        },
+    ));
+}
+
+/// Adds the statement loading the named rows of one type (a single `IN (…)` query); its part
+/// records them and the absent ones.
+fn prefetch<E: ByVendorId>(
+    script: &mut Script,
+    parts: &mut Vec<Part>,
     source_id: &SourceId,
     mut vendor_ids: Vec<String>,
-) -> Result<(), DbErr> {
+) where
+    E::Model: Send,
+{
     vendor_ids.sort_unstable();
     vendor_ids.dedup();
     if vendor_ids.is_empty() {
-        return Ok(());
+        return;
     }
-    let found = E::find()
-        .filter(E::SOURCE_ID.eq(source_id.clone()))
-        .filter(E::VENDOR_ID.is_in(vendor_ids.iter().map(String::as_str)))
-        .all(txn)
-        .await?;
-    // Each absent one may be created, once: that many ids are worth reserving in one go.
-    *known
-        .creatable
-        .entry(E::default().table_name())
-        .or_default() += vendor_ids.len().saturating_sub(found.len());
-    let cache = E::cache(known);
-    for vendor_id in vendor_ids {
-        cache.insert((source_id.clone(), vendor_id), None);
-    }
-    for model in found {
-        cache.insert(
-            (source_id.clone(), E::vendor_id(&model).to_owned()),
-            Some(model),
-        );
-    }
-    Ok(())
+    script.push(
+        E::find()
+            .expr_as(Expr::val(parts.len() as i64), PART)
+            .filter(E::SOURCE_ID.eq(source_id.clone()))
+            .filter(E::VENDOR_ID.is_in(vendor_ids.iter().map(String::as_str)))
+            .build(script.backend()),
+    );
+    let source_id = source_id.clone();
+    parts.push(Box::new(
+        move |known: &mut Known, rows: Vec<QueryResult>| {
+            let found = rows
+                .iter()
+                .map(|row| E::Model::from_query_result(row, ""))
+                .collect::<Result<Vec<_>, _>>()?;
+            // Each absent one may be created, once: that many ids are worth reserving in one go.
+            *known
+                .creatable
+                .entry(E::default().table_name())
+                .or_default() += vendor_ids.len().saturating_sub(found.len());
+            let cache = E::cache(known);
+            for vendor_id in vendor_ids {
+                cache.insert((source_id.clone(), vendor_id), None);
+            }
+            for model in found {
+                cache.insert(
+                    (source_id.clone(), E::vendor_id(&model).to_owned()),
+                    Some(model),
+                );
+            }
+            Ok(())
+        },
+    ));
 }
 
 /// The stored row, from the batch's cache or else the database.
@@ -1085,15 +1176,22 @@ impl Known {
     /// written whole, as the batch last saw it — the batch holds the writers' lock, so what it
     /// read is still what is stored.
     async fn flush(&mut self, txn: &DatabaseTransaction) -> Result<(), DbErr> {
-        flush_staged::<client::Entity>(txn, self).await?;
-        flush_staged::<staff::Entity>(txn, self).await?;
-        flush_staged::<service::Entity>(txn, self).await?;
-        flush_staged::<location::Entity>(txn, self).await?;
-        flush_staged::<appointment::Entity>(txn, self).await?;
-        flush_staged::<queue_entry::Entity>(txn, self).await?;
-        flush_staged::<visit::Entity>(txn, self).await?;
-        flush_staged::<payment::Entity>(txn, self).await?;
+        let mut script = Script::new(txn.get_database_backend());
+        self.flush_into(&mut script);
+        script.run(txn).await?;
         Ok(())
+    }
+
+    /// [`Known::flush`]'s statements, added to `script`.
+    fn flush_into(&mut self, script: &mut Script) {
+        flush_staged::<client::Entity>(script, self);
+        flush_staged::<staff::Entity>(script, self);
+        flush_staged::<service::Entity>(script, self);
+        flush_staged::<location::Entity>(script, self);
+        flush_staged::<appointment::Entity>(script, self);
+        flush_staged::<queue_entry::Entity>(script, self);
+        flush_staged::<visit::Entity>(script, self);
+        flush_staged::<payment::Entity>(script, self);
     }
 }
 
@@ -1106,15 +1204,39 @@ async fn reserve_ids(
     count: usize,
 ) -> Result<NextIds, DbErr> {
     let backend = txn.get_database_backend();
+    let rows = txn
+        .query_all_raw(reservation(backend, table, count, None))
+        .await?;
+    reserved(backend, table, &rows)
+}
+
+/// The statement of [`reserve_ids`]; `part` tags its rows as a prefetch part.
+fn reservation(
+    backend: DbBackend,
+    table: &'static str,
+    count: usize,
+    part: Option<usize>,
+) -> Statement {
+    let tag = part
+        .map(|part| format!(", CAST({part} AS BIGINT) AS {PART}"))
+        .unwrap_or_default();
+    let sql = match backend {
+        DbBackend::Postgres => format!(
+            "SELECT nextval(pg_get_serial_sequence('{table}', 'id')) AS id{tag} \
+             FROM generate_series(1, {count})"
+        ),
+        _ => format!(
+            "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = '{table}'), 0), \
+             COALESCE((SELECT MAX(id) FROM \"{table}\"), 0)) AS high{tag}"
+        ),
+    };
+    Statement::from_string(backend, sql)
+}
+
+/// The ids a [`reservation`] returned.
+fn reserved(backend: DbBackend, table: &str, rows: &[QueryResult]) -> Result<NextIds, DbErr> {
     match backend {
         DbBackend::Postgres => {
-            let sql = format!(
-                "SELECT nextval(pg_get_serial_sequence('{table}', 'id')) AS id \
-                 FROM generate_series(1, {count})"
-            );
-            let rows = txn
-                .query_all_raw(Statement::from_string(backend, sql))
-                .await?;
             let mut ids = rows
                 .iter()
                 .map(|row| row.try_get::<i64>("", "id"))
@@ -1124,22 +1246,31 @@ async fn reserve_ids(
             Ok(NextIds::Reserved(ids))
         }
         _ => {
-            let sql = format!(
-                "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = '{table}'), 0), \
-                 COALESCE((SELECT MAX(id) FROM \"{table}\"), 0)) AS high"
-            );
-            let row = txn
-                .query_one_raw(Statement::from_string(backend, sql))
-                .await?
+            let row = rows
+                .first()
                 .ok_or_else(|| DbErr::Custom(format!("no high-water mark for {table}")))?;
             Ok(NextIds::Counter(row.try_get::<i64>("", "high")? + 1))
         }
     }
 }
 
-/// Writes the staged rows of one entity type with multi-row `INSERT … ON CONFLICT (id) DO
-/// UPDATE`: new rows are inserted with the ids the batch gave them, changed rows overwritten.
-async fn flush_staged<E>(txn: &DatabaseTransaction, known: &mut Known) -> Result<(), DbErr>
+/// Adds the reservation of `count` ids of `table` to the batch's reads.
+fn prefetch_ids(script: &mut Script, parts: &mut Vec<Part>, table: &'static str, count: usize) {
+    let backend = script.backend();
+    script.push(reservation(backend, table, count, Some(parts.len())));
+    parts.push(Box::new(
+        move |known: &mut Known, rows: Vec<QueryResult>| {
+            let ids = reserved(backend, table, &rows)?;
+            known.next_ids.insert(table, ids);
+            Ok(())
+        },
+    ));
+}
+
+/// Adds the writes of the staged rows of one entity type: multi-row `INSERT … ON CONFLICT (id)
+/// DO UPDATE`, so new rows are inserted with the ids the batch gave them and changed rows
+/// overwritten.
+fn flush_staged<E>(script: &mut Script, known: &mut Known)
 where
     E: ByVendorId,
     E::Model: IntoActiveModel<E::ActiveModel>,
@@ -1147,7 +1278,7 @@ where
 {
     let keys = std::mem::take(E::staged(known));
     if keys.is_empty() {
-        return Ok(());
+        return;
     }
     let mut seen = HashSet::with_capacity(keys.len());
     let cache = E::cache(known);
@@ -1161,16 +1292,16 @@ where
         .filter(|column| column.as_str() != id.as_str())
         .collect();
     for chunk in chunks(rows) {
-        E::insert_many(chunk.into_iter().map(IntoActiveModel::into_active_model))
-            .on_conflict(
-                OnConflict::column(id)
-                    .update_columns(update.clone())
-                    .to_owned(),
-            )
-            .exec_without_returning(txn)
-            .await?;
+        script.push(
+            E::insert_many(chunk.into_iter().map(IntoActiveModel::into_active_model))
+                .on_conflict(
+                    OnConflict::column(id)
+                        .update_columns(update.clone())
+                        .to_owned(),
+                )
+                .build(script.backend()),
+        );
     }
-    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1229,26 +1360,34 @@ impl Rows {
     /// Inserts everything, in chunks of [`INSERT_CHUNK`] rows; returns the events as stored
     /// (with their cursors).
     async fn insert(self, txn: &DatabaseTransaction) -> Result<Vec<domain_event::Model>, DbErr> {
+        let mut script = Script::new(txn.get_database_backend());
+        self.push_into(&mut script);
+        stored_events(script.run(txn).await?)
+    }
+
+    /// [`Rows::insert`]'s statements, added to `script`; of them only the events' insert
+    /// returns rows (see [`stored_events`]).
+    fn push_into(self, script: &mut Script) {
+        let backend = script.backend();
         for chunk in chunks(self.lineage) {
-            entity_lineage::Entity::insert_many(chunk)
-                .exec_without_returning(txn)
-                .await?;
+            script.push(entity_lineage::Entity::insert_many(chunk).build(backend));
         }
         for chunk in chunks(self.history) {
-            queue_state_history::Entity::insert_many(chunk)
-                .exec_without_returning(txn)
-                .await?;
+            script.push(queue_state_history::Entity::insert_many(chunk).build(backend));
         }
-        let mut events = Vec::with_capacity(self.events.len());
         for chunk in chunks(self.events) {
-            events.extend(
-                domain_event::Entity::insert_many(chunk)
-                    .exec_with_returning(txn)
-                    .await?,
-            );
+            let mut insert = domain_event::Entity::insert_many(chunk).into_query();
+            insert.returning_all();
+            script.push(backend.build(&insert));
         }
-        Ok(events)
     }
+}
+
+/// The events as stored, from the rows their `INSERT … RETURNING` gave.
+fn stored_events(rows: Vec<QueryResult>) -> Result<Vec<domain_event::Model>, DbErr> {
+    rows.iter()
+        .map(|row| domain_event::Model::from_query_result(row, ""))
+        .collect()
 }
 
 fn chunks<T>(mut rows: Vec<T>) -> Vec<Vec<T>> {

@@ -11,6 +11,7 @@ pub mod keys;
 pub mod outbound;
 pub mod reprocess;
 pub mod retention;
+mod script;
 
 use std::time::Duration;
 

@@ -375,6 +375,11 @@ async fn a_batch_costs_as_many_statements_for_a_hundred_new_tickets_as_for_ten()
         for_ten, for_hundred,
         "statements per batch do not grow with the deliveries in it"
     );
+    if sea_orm::ConnectionTrait::get_database_backend(&app.db) == sea_orm::DbBackend::Sqlite {
+        // Besides BEGIN and COMMIT: every read of the batch in one call to SQLite's thread,
+        // every write in one more (store::script).
+        assert_eq!(for_ten, 2, "calls to SQLite per batch");
+    }
     let tickets = queue_entry::Entity::find()
         .count(&app.db)
         .await
