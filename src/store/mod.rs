@@ -86,8 +86,19 @@ pub async fn connect_ingest_writer(
     database_url: &str,
     counter: &StatementCounter,
 ) -> Result<DatabaseConnection, StoreError> {
-    connect_dedicated(database_url, counter).await
+    connect_dedicated(database_url, counter, WRITER_STATEMENT_CACHE).await
 }
+
+/// Prepared statements the ingest writer's SQLite connection keeps, instead of sqlx's 100. Its
+/// statements are batch scripts (see `ingest`) whose text follows the batch's row counts, so
+/// under varied load few repeat, and each keeps a compiled multi-row insert per table: with 100
+/// the gateway's RSS after 10 s of ingest at saturation was 87 MB, with 40 it is 46 MB. At a
+/// steady rate the batches are small and their few shapes repeat, which 40 still covers (the
+/// 1k/s latency did not change).
+const WRITER_STATEMENT_CACHE: usize = 40;
+
+/// sqlx's default number of prepared statements kept per connection.
+const DEFAULT_STATEMENT_CACHE: usize = 100;
 
 /// Opens the event tailer's own connection (see [`crate::bus`]), counting into `counter`.
 ///
@@ -100,7 +111,7 @@ pub async fn connect_event_tailer(
     database_url: &str,
     counter: &StatementCounter,
 ) -> Result<DatabaseConnection, StoreError> {
-    connect_dedicated(database_url, counter).await
+    connect_dedicated(database_url, counter, DEFAULT_STATEMENT_CACHE).await
 }
 
 /// A pool of exactly one connection for one of the gateway's own loops, counting into
@@ -117,12 +128,14 @@ pub async fn connect_event_tailer(
 async fn connect_dedicated(
     database_url: &str,
     counter: &StatementCounter,
+    sqlite_statement_cache: usize,
 ) -> Result<DatabaseConnection, StoreError> {
     let mut options = connect_options(database_url);
     options
         .max_connections(1)
         .min_connections(1)
-        .map_sqlx_postgres_opts(|opts| opts.options([("plan_cache_mode", "force_custom_plan")]));
+        .map_sqlx_postgres_opts(|opts| opts.options([("plan_cache_mode", "force_custom_plan")]))
+        .map_sqlx_sqlite_opts(move |opts| opts.statement_cache_capacity(sqlite_statement_cache));
     let mut db = Database::connect(options)
         .await
         .map_err(StoreError::Unavailable)?;
