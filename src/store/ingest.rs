@@ -62,11 +62,10 @@ use sea_orm::{
 };
 use serde_json::json;
 use sha2::{Digest, Sha256};
-
-use super::script::Script;
 use tokio::sync::{mpsc, oneshot};
 
 use super::StoreError;
+use super::script::Script;
 use crate::bus::Bus;
 use crate::config;
 use crate::domain::{
@@ -365,14 +364,11 @@ async fn write_all(
     let mut inbox_rows = Vec::with_capacity(batch.len());
     let mut all = Rows::default();
     let mut recorded = Vec::with_capacity(batch.len());
-    for (
-        Decided {
+    for (decided, mut rows) in decided.into_iter().zip(rows_of) {
+        let Decided {
             mut inbox_row,
             answer,
-        },
-        mut rows,
-    ) in decided.into_iter().zip(rows_of)
-    {
+        } = decided;
         let id = WebhookEventId(known.next_id(txn, INBOX_TABLE).await?);
         inbox_row.id = Set(id);
         inbox_rows.push(inbox_row);
@@ -702,8 +698,7 @@ pub(crate) async fn reapply(
     })
 }
 
-/// One UPDATE for every source of the batch.
-/// The statement recording that the batch's sources delivered at `now`.
+/// The statement recording that the batch's sources delivered at `now` (one UPDATE for all).
 fn touch_sources(backend: DbBackend, batch: &[Inbound], now: DateTime<Utc>) -> Statement {
     let ids: HashSet<&str> = batch.iter().map(|i| i.source_id.as_str()).collect();
     source::Entity::update_many()
@@ -1050,12 +1045,15 @@ fn prefetch_dedupe(
     let source_id = source_id.clone();
     parts.push(Box::new(
         move |known: &mut Known, rows: Vec<QueryResult>| {
-            let found = rows
+            let found: HashSet<String> = rows
                 .iter()
                 .map(|row| row.try_get::<Option<String>>("", "dedupe_key"))
-                .collect::<Result<HashSet<_>, _>>()?;
+                .collect::<Result<Vec<_>, _>>()?
+                .into_iter()
+                .flatten()
+                .collect();
             for key in keys {
-                let seen = found.contains(&Some(key.clone()));
+                let seen = found.contains(&key);
                 known.dedupe.insert((source_id.clone(), key), seen);
             }
             Ok(())
