@@ -134,8 +134,9 @@ pub(crate) async fn prefetch_refs(
 
 /// Runs `select` over queue entries and, when the selection asks for a client, staff or service,
 /// fetches those in the same statement (three LEFT JOINs on primary keys; see `store::board`)
-/// and feeds them to the request's loader, whose cache the field resolvers then hit. One statement and one round trip
-/// for a whole board instead of one per kind, and no wait for the DataLoader's batching timer.
+/// and feeds them to the request's loader, whose cache the field resolvers then hit. One
+/// statement and one round trip for a whole board instead of one per kind, and no wait for the
+/// DataLoader's batching timer.
 /// Without a cached loader (websockets) the rows alone are read and the fields batch as usual.
 pub(crate) async fn queue_entries_with_refs(
     ctx: &Context<'_>,
