@@ -4,6 +4,12 @@
 
 mod helpers;
 
+mod attack_cost;
+mod attack_http;
+mod attack_ingest;
+mod attack_scopes_audit;
+mod attack_store;
+mod attack_websocket;
 mod durability;
 mod fake_vendors;
 mod graphql_basics;

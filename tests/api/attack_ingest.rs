@@ -1,0 +1,1 @@
+//! Issue 19: attacks reproduced against the real gateway (see the README's Security section).
