@@ -213,7 +213,20 @@ pub struct Limits {
     pub max_websocket_connections: usize,
     /// Active subscriptions on one websocket connection.
     pub max_subscriptions_per_connection: usize,
+    /// Open HTTP connections (websockets count against `max_websocket_connections` instead).
+    /// At the cap, the connection that has waited longest for its next request is closed to
+    /// make room; one mid-request never is.
+    pub max_connections: usize,
+    /// A request's head (request line and headers) must arrive within this long of its first
+    /// byte, or of the connection opening; slower connections are closed (slowloris).
+    pub header_read_timeout_secs: u64,
+    /// A keep-alive connection with no request in flight is closed after this long, as is one
+    /// whose client stops reading its response.
+    pub idle_timeout_secs: u64,
 }
+
+/// Above any file-descriptor limit a host grants; keeps the slot count a `u32`.
+pub const MAX_CONNECTIONS_CAP: usize = 1_000_000;
 
 impl Default for Limits {
     fn default() -> Limits {
@@ -226,6 +239,9 @@ impl Default for Limits {
             webhook_burst: 1000,
             max_websocket_connections: 20_000,
             max_subscriptions_per_connection: 50,
+            max_connections: 1024,
+            header_read_timeout_secs: 20,
+            idle_timeout_secs: 60,
         }
     }
 }
@@ -664,8 +680,17 @@ impl RawConfig {
             || self.limits.webhook_burst == 0
             || self.limits.max_websocket_connections == 0
             || self.limits.max_subscriptions_per_connection == 0
+            || self.limits.max_connections == 0
+            || self.limits.header_read_timeout_secs == 0
+            || self.limits.idle_timeout_secs == 0
         {
             return Err(invalid("limits", "limits must be greater than zero".into()));
+        }
+        if self.limits.max_connections > MAX_CONNECTIONS_CAP {
+            return Err(invalid(
+                "limits.max_connections",
+                format!("must be at most {MAX_CONNECTIONS_CAP}"),
+            ));
         }
 
         let public_url = self

@@ -1,5 +1,6 @@
 //! The router: every HTTP route of the gateway and the layers around them (request id,
-//! tracing span, body limit, timeout). Each area contributes its own `router()`.
+//! tracing span, body limit, timeout, JSON for every error, default security headers). Each
+//! area contributes its own `router()`. Connections themselves are served by `server`.
 
 use std::time::Duration;
 
@@ -39,7 +40,9 @@ pub fn router(state: AppState) -> Router {
             timeout,
         ))
         .layer(axum::middleware::map_response(
-            move |response: Response| async move { json_framing_errors(response, max_body_bytes) },
+            move |response: Response| async move {
+                secure_defaults(json_errors(response, max_body_bytes).await)
+            },
         ))
         // Outermost last: the id is set first, then the span that every log line inherits.
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
@@ -79,24 +82,86 @@ async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
-/// The body-limit and timeout layers answer in plain text; every error the gateway sends is
-/// JSON, so those answers are rewritten here with a message naming the limit.
-fn json_framing_errors(response: Response, max_body_bytes: usize) -> Response {
-    let is_json = response
+/// Every error the gateway sends is JSON with a reason, as the README promises, but axum's
+/// rejections (405 with an empty body, a malformed websocket upgrade, a bad path) and the
+/// body-limit and timeout layers answer in plain text or nothing: those answers are rewritten
+/// here, keeping their status and headers (`Allow`, `Retry-After`) and their reason.
+async fn json_errors(response: Response, max_body_bytes: usize) -> Response {
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) || is_json(&response) {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, REJECTION_TEXT_LIMIT)
+        .await
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes.to_vec()).ok())
+        .map(|text| text.trim().to_owned())
+        .filter(|text| !text.is_empty());
+    let allow = parts
+        .headers
+        .get(axum::http::header::ALLOW)
+        .and_then(|value| value.to_str().ok());
+    let message = rejection_message(status, allow, text, max_body_bytes);
+    parts.headers.remove(axum::http::header::CONTENT_TYPE);
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    let mut json = error_response(status, message);
+    json.headers_mut().extend(parts.headers);
+    json
+}
+
+/// Longest rejection text kept as a reason; framework rejections are one line.
+const REJECTION_TEXT_LIMIT: usize = 4096;
+
+fn is_json(response: &Response) -> bool {
+    response
         .headers()
         .get(axum::http::header::CONTENT_TYPE)
-        .is_some_and(|value| value.as_bytes().starts_with(b"application/json"));
-    match response.status() {
-        StatusCode::PAYLOAD_TOO_LARGE if !is_json => error_response(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("request body is over the limit of {max_body_bytes} bytes"),
-        ),
-        StatusCode::REQUEST_TIMEOUT if !is_json => error_response(
-            StatusCode::REQUEST_TIMEOUT,
-            "request took too long and was dropped",
-        ),
-        _ => response,
+        .and_then(|value| value.to_str().ok())
+        .map(|value| value.split(';').next().unwrap_or("").trim())
+        .is_some_and(|essence| essence == "application/json" || essence.ends_with("+json"))
+}
+
+/// The reason of a rewritten rejection: ours for the limits, else the framework's own text,
+/// else the status's name.
+fn rejection_message(
+    status: StatusCode,
+    allow: Option<&str>,
+    text: Option<String>,
+    max_body_bytes: usize,
+) -> String {
+    match status {
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            format!("request body is over the limit of {max_body_bytes} bytes")
+        }
+        StatusCode::REQUEST_TIMEOUT => "request took too long and was dropped".to_owned(),
+        StatusCode::METHOD_NOT_ALLOWED => match allow {
+            Some(allow) if !allow.is_empty() => {
+                format!("method not allowed on this route; it accepts {allow}")
+            }
+            _ => "method not allowed on this route".to_owned(),
+        },
+        _ => text.unwrap_or_else(|| {
+            status
+                .canonical_reason()
+                .unwrap_or("request refused")
+                .to_lowercase()
+        }),
     }
+}
+
+/// Headers every answer carries unless its handler chose otherwise: API answers hold patient
+/// data, so no cache may keep them, and no browser may sniff them into another type.
+fn secure_defaults(mut response: Response) -> Response {
+    use axum::http::header;
+    let headers = response.headers_mut();
+    headers
+        .entry(header::CACHE_CONTROL)
+        .or_insert(axum::http::HeaderValue::from_static("no-store"));
+    headers
+        .entry(header::X_CONTENT_TYPE_OPTIONS)
+        .or_insert(axum::http::HeaderValue::from_static("nosniff"));
+    response
 }
 
 /// Prometheus text format. Unauthenticated, like most scrape targets: it carries counts by
@@ -145,4 +210,31 @@ async fn not_found() -> Response {
 /// Every error body the gateway sends over plain HTTP: `{"error": "..."}`.
 pub fn error_response(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_405_names_the_allowed_methods() {
+        let message = rejection_message(StatusCode::METHOD_NOT_ALLOWED, Some("GET,HEAD"), None, 10);
+        assert_eq!(
+            message,
+            "method not allowed on this route; it accepts GET,HEAD"
+        );
+    }
+
+    #[test]
+    fn a_framework_rejection_keeps_its_reason_or_names_its_status() {
+        let text = Some("Missing `Sec-WebSocket-Key` header".to_owned());
+        assert_eq!(
+            rejection_message(StatusCode::BAD_REQUEST, None, text, 10),
+            "Missing `Sec-WebSocket-Key` header"
+        );
+        assert_eq!(
+            rejection_message(StatusCode::UNSUPPORTED_MEDIA_TYPE, None, None, 10),
+            "unsupported media type"
+        );
+    }
 }

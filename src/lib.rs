@@ -17,6 +17,7 @@
 //! - [`auth`]: API keys and scopes.
 //! - [`startup`]: `Application::build` (config + listener → running app), shutdown signal.
 //! - [`http`]: the router and its layers.
+//! - [`server`]: the connection loop: header and idle timeouts, the connection cap.
 //! - [`web`]: the dashboard (`/`) and playground (`/playground/`), built by `build.rs` and
 //!   embedded.
 //! - [`telemetry`]: structured logs with request ids.
@@ -36,6 +37,7 @@ pub mod http;
 pub mod ingest;
 pub mod metrics;
 pub mod outbound;
+pub mod server;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

@@ -172,16 +172,15 @@ impl Application {
         &self.state
     }
 
-    /// Serves until `shutdown` completes, then stops accepting and lets in-flight requests
-    /// finish before returning.
+    /// Serves until `shutdown` completes, then stops accepting, closes idle connections and lets
+    /// in-flight requests finish before returning (see `server`).
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let router = crate::http::router(self.state.clone());
-        let served = axum::serve(self.listener, router)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let limits = crate::server::ConnectionLimits::from(&self.state.config.limits);
+        let served = crate::server::serve(self.listener, router, limits, shutdown).await;
         if let Some((stop, worker)) = self.outbox {
             let _worker_may_have_ended = stop.send(true);
             // The alert in hand finishes (bounded by the HTTP client's timeouts).

@@ -5,7 +5,8 @@
 //!
 //! Hashed files under `/assets/` are cached for a year; the HTML pages are revalidated every
 //! time (they name the current hashes). Every answer carries a Content-Security-Policy that
-//! allows nothing but this origin (plus the websocket to `/graphql`).
+//! allows nothing but this origin (its websocket included) and the headers of
+//! `SECURITY_HEADERS`.
 
 use axum::Router;
 use axum::extract::{Path, RawQuery};
@@ -19,12 +20,36 @@ use crate::startup::AppState;
 
 static PAGES: Dir<'static> = include_dir!("$OUT_DIR/web");
 
-/// Same origin only. Styles may be inline (GraphiQL's editor sets them from script); the
-/// editor's fonts and icons come as `data:` URLs; workers are same-origin module scripts.
+/// Same origin only, and nothing looser than a page needs. `connect-src 'self'` covers the
+/// websocket to this origin's `/graphql` too (CSP3 matches `ws:`/`wss:` to the page's own
+/// host under `'self'`; Chromium does), while a bare `ws:`/`wss:` would let any script send the
+/// key it finds in localStorage to any host. Styles may be inline (GraphiQL's editor sets them
+/// from script); the editor's fonts and icons come as `data:` URLs; workers are same-origin
+/// module scripts or `blob:` URLs the editor creates. No page uses `<base>`, plugins or frames.
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
-    img-src 'self' data: blob:; font-src 'self' data:; connect-src 'self' ws: wss:; \
-    worker-src 'self' blob:; object-src 'none'; base-uri 'self'; form-action 'self'; \
+    img-src 'self' data: blob:; font-src 'self' data:; connect-src 'self'; \
+    worker-src 'self' blob:; object-src 'none'; base-uri 'none'; form-action 'self'; \
     frame-ancestors 'none'";
+
+/// Beside the CSP: no framing by older browsers either, no window shared with an opener from
+/// another origin, no embedding of these files by other sites, no powerful features.
+const SECURITY_HEADERS: [(header::HeaderName, &str); 6] = [
+    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    (header::REFERRER_POLICY, "no-referrer"),
+    (header::X_FRAME_OPTIONS, "DENY"),
+    (
+        header::HeaderName::from_static("cross-origin-opener-policy"),
+        "same-origin",
+    ),
+    (
+        header::HeaderName::from_static("cross-origin-resource-policy"),
+        "same-origin",
+    ),
+    (
+        header::HeaderName::from_static("permissions-policy"),
+        "camera=(), microphone=(), geolocation=(), payment=(), usb=()",
+    ),
+];
 
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 const REVALIDATE: &str = "no-cache";
@@ -65,7 +90,7 @@ fn file(path: &str, cache: &'static str) -> Response {
     let Some(file) = PAGES.get_file(path) else {
         return error_response(StatusCode::NOT_FOUND, "no such file");
     };
-    (
+    let mut response = (
         [
             (
                 header::CONTENT_TYPE,
@@ -76,18 +101,16 @@ fn file(path: &str, cache: &'static str) -> Response {
                 header::CONTENT_SECURITY_POLICY,
                 HeaderValue::from_static(CSP),
             ),
-            (
-                header::X_CONTENT_TYPE_OPTIONS,
-                HeaderValue::from_static("nosniff"),
-            ),
-            (
-                header::REFERRER_POLICY,
-                HeaderValue::from_static("no-referrer"),
-            ),
         ],
         file.contents(),
     )
-        .into_response()
+        .into_response();
+    for (name, value) in SECURITY_HEADERS {
+        response
+            .headers_mut()
+            .insert(name, HeaderValue::from_static(value));
+    }
+    response
 }
 
 /// The media types Vite emits; anything else is served as bytes.

@@ -120,9 +120,73 @@ pub struct WebhookEventFilter {
     pub received: Option<TimeRange>,
 }
 
+/// Longest `clients(search:)` text, in characters. A name, phone number or email is far
+/// shorter; SQLite refuses a LIKE pattern over 50,000 bytes (`INTERNAL` before this bound).
+pub const MAX_SEARCH_CHARS: usize = 200;
+
+/// A validated `clients(search:)`: trimmed, lower-cased, bounded, without control characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientSearch {
+    /// `%text%`, with `\`, `%` and `_` escaped by `\`.
+    pub like_pattern: String,
+    /// The digits of the text, when there are enough to search phone numbers by.
+    pub phone_digits: Option<String>,
+}
+
+impl ClientSearch {
+    /// `None` for no search (absent or blank).
+    pub fn parse(search: Option<&str>) -> ApiResult<Option<ClientSearch>> {
+        let Some(text) = search.map(str::trim).filter(|text| !text.is_empty()) else {
+            return Ok(None);
+        };
+        let length = text.chars().count();
+        if length > MAX_SEARCH_CHARS {
+            return Err(ApiError::bad_input(format!(
+                "`search` is {length} characters; at most {MAX_SEARCH_CHARS}"
+            )));
+        }
+        if text.chars().any(char::is_control) {
+            return Err(ApiError::bad_input(
+                "`search` contains a control character (such as NUL)",
+            ));
+        }
+        let text = text.to_lowercase();
+        let escaped = text
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        let digits: String = text.chars().filter(char::is_ascii_digit).collect();
+        Ok(Some(ClientSearch {
+            like_pattern: format!("%{escaped}%"),
+            phone_digits: (digits.len() >= 3).then_some(digits),
+        }))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_search_is_trimmed_lowered_and_escaped() {
+        let search = ClientSearch::parse(Some("  Ann_%\\ 555-12 "))
+            .expect("valid")
+            .expect("some");
+        assert_eq!(search.like_pattern, "%ann\\_\\%\\\\ 555-12%");
+        assert_eq!(search.phone_digits.as_deref(), Some("55512"));
+        assert_eq!(ClientSearch::parse(Some("   ")).expect("valid"), None);
+        assert_eq!(ClientSearch::parse(None).expect("valid"), None);
+    }
+
+    #[test]
+    fn a_long_or_control_character_search_is_bad_input() {
+        let long = "x".repeat(MAX_SEARCH_CHARS + 1);
+        for text in [long.as_str(), "\u{0}", "a\u{0}b", "a\u{7}"] {
+            let error = ClientSearch::parse(Some(text)).unwrap_err();
+            assert_eq!(error.code(), "BAD_USER_INPUT", "{text:?}");
+        }
+        assert!(ClientSearch::parse(Some(&"x".repeat(MAX_SEARCH_CHARS))).is_ok());
+    }
 
     #[test]
     fn a_local_day_in_kuala_lumpur_starts_at_16_utc_the_day_before() {

@@ -13,6 +13,7 @@ mod error;
 mod filters;
 mod guard;
 mod ids;
+mod inputs;
 mod live;
 mod loaders;
 mod mutation;
@@ -57,6 +58,7 @@ pub fn schema_builder() -> async_graphql::SchemaBuilder<Query, Mutation, Subscri
     Schema::build(Query::default(), Mutation::default(), Subscription)
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)
+        .extension(inputs::InputBounds)
 }
 
 /// The schema as served: the database, config, event bus and the process-wide live loader

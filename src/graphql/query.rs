@@ -18,7 +18,8 @@ use sea_orm::{
 use super::connection::{PageArgs, Totals, paginate};
 use super::error::{ApiError, ApiResult};
 use super::filters::{
-    AppointmentFilter, PaymentFilter, QueueEntryFilter, TimeRange, VisitFilter, WebhookEventFilter,
+    AppointmentFilter, ClientSearch, PaymentFilter, QueueEntryFilter, TimeRange, VisitFilter,
+    WebhookEventFilter,
 };
 use super::ids::{NodeKind, decode, decode_as};
 use super::types::*;
@@ -389,7 +390,7 @@ impl ClientQuery {
         last: Option<i32>,
         before: Option<String>,
     ) -> ApiResult<Connection<String, Client, Totals>> {
-        let select = client_select(search, source_ids);
+        let select = client_select(search, source_ids)?;
         paginate(
             ctx,
             db(ctx)?,
@@ -602,40 +603,31 @@ fn webhook_event_select(filter: WebhookEventFilter) -> ApiResult<Select<webhook_
 }
 
 /// Case-insensitive search over name, email and phone digits (LOWER … LIKE works the same on
-/// SQLite and PostgreSQL).
+/// SQLite and PostgreSQL); the text is validated by `ClientSearch`.
 fn client_select(
     search: Option<String>,
     source_ids: Option<Vec<String>>,
-) -> Select<client::Entity> {
+) -> ApiResult<Select<client::Entity>> {
     use client::Column as C;
     use sea_orm::sea_query::ExprTrait;
     let mut select = client::Entity::find().filter(C::Deleted.eq(false));
     if let Some(ids) = source_filter(source_ids) {
         select = select.filter(C::SourceId.is_in(ids));
     }
-    if let Some(text) = search
-        .map(|s| s.trim().to_lowercase())
-        .filter(|s| !s.is_empty())
-    {
-        let escaped = text
-            .replace('\\', "\\\\")
-            .replace('%', "\\%")
-            .replace('_', "\\_");
-        let pattern = format!("%{escaped}%");
+    if let Some(search) = ClientSearch::parse(search.as_deref())? {
         let like = |column: C| {
             Expr::expr(Func::lower(Expr::col(column)))
-                .like(sea_orm::sea_query::LikeExpr::new(pattern.clone()).escape('\\'))
+                .like(sea_orm::sea_query::LikeExpr::new(search.like_pattern.clone()).escape('\\'))
         };
         let mut any = Condition::any()
             .add(like(C::FullName))
             .add(like(C::FirstName))
             .add(like(C::LastName))
             .add(like(C::Email));
-        let digits: String = text.chars().filter(char::is_ascii_digit).collect();
-        if digits.len() >= 3 {
+        if let Some(digits) = search.phone_digits {
             any = any.add(C::Phone.contains(digits));
         }
         select = select.filter(any);
     }
-    select
+    Ok(select)
 }
