@@ -121,7 +121,9 @@ fn without_token(url: &str) -> Option<(String, String)> {
         .split('&')
         .filter(|pair| !pair.is_empty() && pair.split('=').next() != Some("token"))
         .collect();
-    let had_token = query.split('&').any(|pair| pair.split('=').next() == Some("token"));
+    let had_token = query
+        .split('&')
+        .any(|pair| pair.split('=').next() == Some("token"));
     if !valid_id || !had_token {
         return None;
     }
@@ -145,7 +147,10 @@ mod tests {
     fn a_source_url_loses_its_token_and_names_its_source() {
         assert_eq!(
             without_token("https://cb.example/webhooks/vcita-a?token=s3cret"),
-            Some(("https://cb.example/webhooks/vcita-a".into(), "vcita-a".into()))
+            Some((
+                "https://cb.example/webhooks/vcita-a".into(),
+                "vcita-a".into()
+            ))
         );
         assert_eq!(
             without_token("https://cb.example/webhooks/vcita-a?x=1&token=s3cret"),

@@ -152,8 +152,8 @@ impl Target {
     fn call_url(&self) -> String {
         match self {
             Target::Source { url, token, .. } => {
-                let query = serde_urlencoded::to_string([("token", token.expose())])
-                    .unwrap_or_default();
+                let query =
+                    serde_urlencoded::to_string([("token", token.expose())]).unwrap_or_default();
                 format!("{url}?{query}")
             }
             Target::Url(url) => url.clone(),
@@ -293,7 +293,9 @@ pub fn shown_url(stored: &str) -> String {
                 Some(i) => rest.split_at(i),
                 None => (rest, ""),
             };
-            let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+            let host = authority
+                .rsplit_once('@')
+                .map_or(authority, |(_, host)| host);
             format!("{scheme}://{host}{path}")
         }
         None => base.to_owned(),
@@ -410,7 +412,10 @@ mod tests {
     fn redact_replaces_every_secret() {
         let config = config();
         assert_eq!(
-            redact(&config, "vCita answered \"bad tok-vcita-a vcita-api-secret\""),
+            redact(
+                &config,
+                "vCita answered \"bad tok-vcita-a vcita-api-secret\""
+            ),
             "vCita answered \"bad [redacted] [redacted]\""
         );
     }

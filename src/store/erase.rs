@@ -96,7 +96,12 @@ impl ClientRefs {
 }
 
 /// Whether a stored delivery names the client (see the module doc).
-pub fn names(refs: &ClientRefs, vendor: Option<Vendor>, verification: Option<&str>, body: &[u8]) -> bool {
+pub fn names(
+    refs: &ClientRefs,
+    vendor: Option<Vendor>,
+    verification: Option<&str>,
+    body: &[u8],
+) -> bool {
     if let Some(vendor) = vendor {
         let webhook = Webhook::from_inbox(
             vendor,
@@ -192,7 +197,12 @@ pub async fn erase_client(
                 .await?;
         for (delivery, vendor, verification, body) in rows {
             if let Some(body) = body
-                && names(&refs, Vendor::parse(&vendor), verification.as_deref(), &body)
+                && names(
+                    &refs,
+                    Vendor::parse(&vendor),
+                    verification.as_deref(),
+                    &body,
+                )
             {
                 deliveries.insert(delivery);
             }
@@ -265,8 +275,7 @@ pub async fn erase_client(
     if !tickets.is_empty() {
         addressed = addressed.add(alert::Column::QueueEntryId.is_in(tickets));
     }
-    if !refs.queue_entries.is_empty() && source_vendor(&txn, &source).await? == Some(Vendor::Chup)
-    {
+    if !refs.queue_entries.is_empty() && source_vendor(&txn, &source).await? == Some(Vendor::Chup) {
         addressed = addressed.add(alert::Column::VisitVendorId.is_in(refs.queue_entries.clone()));
     }
     if !addressed.is_empty() {

@@ -104,7 +104,10 @@ async fn a_read_or_admin_key_never_sees_a_source_token_in_vcita_subscriptions() 
         );
         assert_no_secret("vcitaSubscriptions", &listed.to_string());
     }
-    assert_no_secret("the stored rows", &stored_target_urls(&app).await.join("\n"));
+    assert_no_secret(
+        "the stored rows",
+        &stored_target_urls(&app).await.join("\n"),
+    );
 
     let gone = gql(
         &app,
@@ -190,7 +193,10 @@ async fn a_subscription_recorded_while_vcita_is_unreachable_keeps_the_token_out(
     )
     .await;
     assert_no_secret("the failed unsubscribe answer", &gone.to_string());
-    assert_no_secret("the stored rows", &stored_target_urls(&app).await.join("\n"));
+    assert_no_secret(
+        "the stored rows",
+        &stored_target_urls(&app).await.join("\n"),
+    );
     app.stop().await;
 }
 
