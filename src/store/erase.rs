@@ -43,6 +43,9 @@ pub struct ErasureReport {
     pub records: u64,
 }
 
+/// A candidate delivery as read for the decision: id, vendor, verification, body.
+type StoredDelivery = (WebhookEventId, String, Option<String>, Option<Vec<u8>>);
+
 /// Candidate deliveries loaded (with their bodies) per query.
 const PAGE: usize = 200;
 
@@ -182,19 +185,18 @@ pub async fn erase_client(
     }
     let candidates: Vec<WebhookEventId> = candidates.difference(&deliveries).copied().collect();
     for chunk in candidates.chunks(PAGE) {
-        let rows: Vec<(WebhookEventId, String, Option<String>, Option<Vec<u8>>)> =
-            webhook_event::Entity::find()
-                .select_only()
-                .columns([
-                    webhook_event::Column::Id,
-                    webhook_event::Column::Vendor,
-                    webhook_event::Column::Verification,
-                    webhook_event::Column::Body,
-                ])
-                .filter(webhook_event::Column::Id.is_in(chunk.iter().copied()))
-                .into_tuple()
-                .all(&txn)
-                .await?;
+        let rows: Vec<StoredDelivery> = webhook_event::Entity::find()
+            .select_only()
+            .columns([
+                webhook_event::Column::Id,
+                webhook_event::Column::Vendor,
+                webhook_event::Column::Verification,
+                webhook_event::Column::Body,
+            ])
+            .filter(webhook_event::Column::Id.is_in(chunk.iter().copied()))
+            .into_tuple()
+            .all(&txn)
+            .await?;
         for (delivery, vendor, verification, body) in rows {
             if let Some(body) = body
                 && names(
