@@ -31,11 +31,13 @@ pub struct Mutation(AlertMutation, VcitaMutation, AdminMutation);
 #[derive(async_graphql::SimpleObject)]
 pub struct ErasureReport {
     pub client_id: ID,
-    /// Deliveries whose raw body and headers were removed.
+    /// Deliveries whose raw body and headers were removed: every one that names the client or
+    /// their records, processed, duplicate, failed, unsupported, stale or rejected.
     pub raw_bodies_erased: u64,
     /// Domain events whose payload was cleared.
     pub events_scrubbed: u64,
-    /// Client, appointment and ticket rows whose personal fields were cleared.
+    /// Client, appointment, ticket, payment and alert rows whose personal fields or free text
+    /// were cleared.
     pub records_scrubbed: u64,
 }
 
@@ -117,8 +119,10 @@ pub struct AdminMutation;
 
 #[Object]
 impl AdminMutation {
-    /// Removes one client's personal data from entities, raw bodies and the event log (the
-    /// audit log records who did it). Ids, states and times stay, so the clinic's counts hold.
+    /// Removes one client's personal data from entities, from the raw body and headers of every
+    /// stored delivery that names them or their records (whatever its status), from the alerts
+    /// sent to them and from the event log (the audit log records who did it). Ids, states and
+    /// times stay, so the clinic's counts hold.
     #[graphql(guard = "RequireScope(Scope::Admin)")]
     async fn erase_client(&self, ctx: &Context<'_>, id: ID) -> ApiResult<ErasureReport> {
         let client_id = entity::ids::ClientId(decode_as(&id, NodeKind::Client)?);
