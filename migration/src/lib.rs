@@ -12,12 +12,15 @@
 //!   log, outbox, admin tables). Its table and column names are mirrored by the `entity` crate.
 //! - `m20261123_000003_queue_board_index`: the index behind `queue(serviceId, date)`, in the
 //!   board's order.
+//! - `m20261201_000004_vcita_subscription_source`: vCita subscriptions of the gateway's own
+//!   sources store the source id, never its URL token (and the tokens already stored go).
 
 pub use sea_orm_migration::prelude::*;
 
 mod m20261123_000001_create_tables;
 mod m20261123_000002_event_log_state;
 mod m20261123_000003_queue_board_index;
+mod m20261201_000004_vcita_subscription_source;
 
 /// Applies CareBridge's migrations in order; `MigratorTrait::up`/`down` are the entry points.
 pub struct Migrator;
@@ -29,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000001_create_tables::Migration),
             Box::new(m20261123_000002_event_log_state::Migration),
             Box::new(m20261123_000003_queue_board_index::Migration),
+            Box::new(m20261201_000004_vcita_subscription_source::Migration),
         ]
     }
 }

@@ -446,3 +446,104 @@ fn database_url_rewrite_keeps_host_and_params() {
         "postgres://h:5432/x"
     );
 }
+
+/// Rows stored before migration 4 with a source's token in `target_url` lose it: the URL keeps
+/// its route and gains `source_id`; a row whose URL becomes another's (a rotated token) goes,
+/// the most recently updated staying; other URLs are untouched. `down` keeps the schema.
+async fn stored_source_tokens_are_removed(db: &DatabaseConnection) {
+    use entity::vcita_subscription;
+    Migrator::up(db, Some(3)).await.expect("up to 3");
+    let backend = db.get_database_backend();
+    let insert = |id: i64, url: &str, updated: &str| {
+        Statement::from_sql_and_values(
+            backend,
+            match backend {
+                DbBackend::Postgres => {
+                    "INSERT INTO vcita_subscriptions (id, event, target_url, status, created_at, updated_at) \
+                     VALUES ($1, 'client/created', $2, 'SUBSCRIBED', $3::timestamptz, $3::timestamptz)"
+                }
+                _ => {
+                    "INSERT INTO vcita_subscriptions (id, event, target_url, status, created_at, updated_at) \
+                     VALUES (?, 'client/created', ?, 'SUBSCRIBED', ?, ?)"
+                }
+            },
+            match backend {
+                DbBackend::Postgres => vec![id.into(), url.into(), updated.into()],
+                _ => vec![id.into(), url.into(), updated.into(), updated.into()],
+            },
+        )
+    };
+    for (id, url, updated) in [
+        (
+            1,
+            "https://cb.example/webhooks/vcita-a?token=old-secret",
+            "2026-01-01T00:00:00Z",
+        ),
+        (
+            2,
+            "https://cb.example/webhooks/vcita-a?token=new-secret",
+            "2026-02-01T00:00:00Z",
+        ),
+        (
+            3,
+            "https://cb.example/webhooks/vcita-b?token=b-secret",
+            "2026-01-01T00:00:00Z",
+        ),
+        (4, "https://his.example/hooks/vcita", "2026-01-01T00:00:00Z"),
+    ] {
+        db.execute_raw(insert(id, url, updated))
+            .await
+            .expect("insert an old row");
+    }
+    Migrator::up(db, None).await.expect("up");
+    let rows = vcita_subscription::Entity::find()
+        .all(db)
+        .await
+        .expect("rows");
+    let mut rows: Vec<(i64, String, Option<String>)> = rows
+        .into_iter()
+        .map(|r| (r.id.0, r.target_url, r.source_id.map(|s| s.0)))
+        .collect();
+    rows.sort();
+    assert_eq!(
+        rows,
+        vec![
+            (
+                2,
+                "https://cb.example/webhooks/vcita-a".to_owned(),
+                Some("vcita-a".to_owned())
+            ),
+            (
+                3,
+                "https://cb.example/webhooks/vcita-b".to_owned(),
+                Some("vcita-b".to_owned())
+            ),
+            (4, "https://his.example/hooks/vcita".to_owned(), None),
+        ]
+    );
+    Migrator::down(db, Some(1)).await.expect("down one");
+    assert!(
+        !SchemaManager::new(db)
+            .has_column("vcita_subscriptions", "source_id")
+            .await
+            .expect("has_column")
+    );
+    Migrator::up(db, None).await.expect("up again");
+}
+
+#[tokio::test]
+async fn sqlite_stored_source_tokens_are_removed() {
+    let db = sqlite_db().await;
+    stored_source_tokens_are_removed(&db.conn).await;
+}
+
+#[tokio::test]
+async fn postgres_stored_source_tokens_are_removed() {
+    with_postgres(
+        "postgres_stored_source_tokens_are_removed",
+        |db| async move {
+            stored_source_tokens_are_removed(&db).await;
+        },
+    )
+    .await;
+}

@@ -16,9 +16,8 @@ use super::ids::{NodeKind, decode_as};
 use super::types::{Alert, EntityChange, VcitaSubscription};
 use super::types::{WebhookStatus, parse_stored, stored_name};
 use crate::bus::Bus;
-use crate::config::{Config, Scope, SourceCredential};
-use crate::domain::Vendor;
-use crate::outbound::{Outbound, VendorError};
+use crate::config::{Config, Scope};
+use crate::outbound::{Outbound, VendorError, vcita};
 use crate::store::outbound::{self as store, NewAlert};
 use crate::store::reprocess;
 
@@ -32,11 +31,13 @@ pub struct Mutation(AlertMutation, VcitaMutation, AdminMutation);
 #[derive(async_graphql::SimpleObject)]
 pub struct ErasureReport {
     pub client_id: ID,
-    /// Deliveries whose raw body and headers were removed.
+    /// Deliveries whose raw body and headers were removed: every one that names the client or
+    /// their records, processed, duplicate, failed, unsupported, stale or rejected.
     pub raw_bodies_erased: u64,
     /// Domain events whose payload was cleared.
     pub events_scrubbed: u64,
-    /// Client, appointment and ticket rows whose personal fields were cleared.
+    /// Client, appointment, ticket, payment and alert rows whose personal fields or free text
+    /// were cleared.
     pub records_scrubbed: u64,
 }
 
@@ -118,8 +119,10 @@ pub struct AdminMutation;
 
 #[Object]
 impl AdminMutation {
-    /// Removes one client's personal data from entities, raw bodies and the event log (the
-    /// audit log records who did it). Ids, states and times stay, so the clinic's counts hold.
+    /// Removes one client's personal data from entities, from the raw body and headers of every
+    /// stored delivery that names them or their records (whatever its status), from the alerts
+    /// sent to them and from the event log (the audit log records who did it). Ids, states and
+    /// times stay, so the clinic's counts hold.
     #[graphql(guard = "RequireScope(Scope::Admin)")]
     async fn erase_client(&self, ctx: &Context<'_>, id: ID) -> ApiResult<ErasureReport> {
         let client_id = entity::ids::ClientId(decode_as(&id, NodeKind::Client)?);
@@ -238,7 +241,10 @@ impl AlertMutation {
         let new = validate_alert(ctx, input).await?;
         let (alert, created) =
             store::create_alert(data::<DatabaseConnection>(ctx)?, data::<Bus>(ctx)?, new.0).await?;
-        if !created && (alert.message != new.1.message || alert.visit_vendor_id != new.1.visit_id) {
+        // An erased alert's message is empty: the key's first use can no longer be compared.
+        let differs = alert.visit_vendor_id != new.1.visit_id
+            || (alert.message != new.1.message && !alert.message.is_empty());
+        if !created && differs {
             return Err(ApiError::bad_input(
                 "this idempotencyKey was used for a different alert",
             ));
@@ -300,7 +306,8 @@ async fn validate_alert(
 }
 
 /// Subscribe a vCita event to a URL: give `targetUrl`, or `sourceId` of one of this gateway's
-/// vCita sources to use its own webhook URL (token included) without pasting it.
+/// vCita sources to use its own webhook URL without pasting it (vCita is given the source's
+/// token; CareBridge stores and shows the URL without it).
 #[derive(InputObject)]
 pub struct SubscribeVcitaInput {
     /// `entity/event`, e.g. `client/created`.
@@ -315,7 +322,8 @@ pub struct VcitaMutation;
 #[Object]
 impl VcitaMutation {
     /// Subscribes at vCita and records the subscription. vCita's refusal
-    /// (`{"response":"Not Subscribed"}`) is a `VENDOR_ERROR`.
+    /// (`{"response":"Not Subscribed"}`) is a `VENDOR_ERROR`. A source's token goes to vCita
+    /// only: the subscription is stored and shown with the source's id and tokenless URL.
     #[graphql(guard = "RequireScope(Scope::Write)")]
     async fn subscribe_vcita_webhook(
         &self,
@@ -323,17 +331,16 @@ impl VcitaMutation {
         input: SubscribeVcitaInput,
     ) -> ApiResult<VcitaSubscription> {
         let vcita = vcita_client(ctx)?;
-        if !crate::outbound::vcita::EVENTS.contains(&input.event.as_str()) {
+        if !vcita::EVENTS.contains(&input.event.as_str()) {
             return Err(ApiError::bad_input(format!(
                 "{:?} is not a vCita hook event; use one of {}",
                 input.event,
-                crate::outbound::vcita::EVENTS.join(", ")
+                vcita::EVENTS.join(", ")
             )));
         }
-        let target = target_url(ctx, input.target_url, input.source_id)?;
+        let target = resolve_target(ctx, input.target_url, input.source_id)?;
         let outcome = vcita.subscribe(&input.event, &target).await;
-        let db = data::<DatabaseConnection>(ctx)?;
-        settle_subscription(db, Some(&input.event), &target, "SUBSCRIBED", outcome).await
+        settle_subscription(ctx, Some(&input.event), &target, "SUBSCRIBED", outcome).await
     }
 
     /// Unsubscribes a target URL (or one of this gateway's vCita sources) at vCita.
@@ -345,88 +352,53 @@ impl VcitaMutation {
         source_id: Option<String>,
     ) -> ApiResult<VcitaSubscription> {
         let vcita = vcita_client(ctx)?;
-        let target = target_url_of(ctx, target_url, source_id)?;
+        let target = resolve_target(ctx, target_url, source_id)?;
         let outcome = vcita.unsubscribe(&target).await;
-        settle_subscription(
-            data::<DatabaseConnection>(ctx)?,
-            None,
-            &target,
-            "UNSUBSCRIBED",
-            outcome,
-        )
-        .await
+        settle_subscription(ctx, None, &target, "UNSUBSCRIBED", outcome).await
     }
 }
 
-fn vcita_client(ctx: &Context<'_>) -> ApiResult<Arc<crate::outbound::vcita::VcitaClient>> {
+fn vcita_client(ctx: &Context<'_>) -> ApiResult<Arc<vcita::VcitaClient>> {
     data::<Outbound>(ctx)?
         .vcita
         .clone()
         .ok_or_else(|| ApiError::bad_input("vCita is not configured on this gateway ([vcita])"))
 }
 
-fn target_url(
+fn resolve_target(
     ctx: &Context<'_>,
     target_url: Option<String>,
     source_id: Option<String>,
-) -> ApiResult<String> {
-    let target = target_url_of(ctx, target_url, source_id)?;
-    if !(target.starts_with("https://") || target.starts_with("http://")) {
-        return Err(ApiError::bad_input("`targetUrl` must be an http(s) URL"));
-    }
-    Ok(target)
+) -> ApiResult<vcita::Target> {
+    let config = data::<Arc<Config>>(ctx)?;
+    vcita::resolve(config, target_url.as_deref(), source_id.as_deref()).map_err(|error| match error
+    {
+        vcita::TargetError::NoToken(_) => ApiError::Internal,
+        refused => ApiError::bad_input(refused.to_string()),
+    })
 }
 
-/// The explicit URL, or the public webhook URL of one of our vCita sources.
-fn target_url_of(
-    ctx: &Context<'_>,
-    target_url: Option<String>,
-    source_id: Option<String>,
-) -> ApiResult<String> {
-    match (target_url, source_id) {
-        (Some(url), None) => Ok(url.trim().to_owned()),
-        (None, Some(source_id)) => {
-            let config = data::<Arc<Config>>(ctx)?;
-            let source = config
-                .source(&source_id)
-                .filter(|s| s.vendor == Vendor::Vcita)
-                .ok_or_else(|| {
-                    ApiError::bad_input(format!(
-                        "{source_id:?} is not a vCita source of this gateway"
-                    ))
-                })?;
-            let base = config.public_url.as_deref().ok_or_else(|| {
-                ApiError::bad_input("set `public_url` in the config to subscribe a source by id")
-            })?;
-            match &source.credential {
-                SourceCredential::UrlToken(token) => Ok(format!(
-                    "{base}/webhooks/{}?token={}",
-                    source.id,
-                    token.expose()
-                )),
-                SourceCredential::HmacSecret(_) => Err(ApiError::Internal),
-            }
-        }
-        _ => Err(ApiError::bad_input(
-            "give exactly one of `targetUrl` or `sourceId`",
-        )),
-    }
-}
-
+/// Records the outcome; vCita's answer is stored and returned with every secret redacted.
 async fn settle_subscription(
-    db: &DatabaseConnection,
+    ctx: &Context<'_>,
     event: Option<&str>,
-    target: &str,
+    target: &vcita::Target,
     success: &str,
     outcome: Result<(), VendorError>,
 ) -> ApiResult<VcitaSubscription> {
+    let db = data::<DatabaseConnection>(ctx)?;
+    let recorded = store::RecordedSubscription {
+        event,
+        target_url: target.stored_url(),
+        source_id: target.source_id(),
+    };
     match outcome {
         Ok(()) => Ok(VcitaSubscription(
-            store::record_subscription(db, event, target, success, None).await?,
+            store::record_subscription(db, recorded, success, None).await?,
         )),
         Err(error) => {
-            let reason = error.to_string();
-            store::record_subscription(db, event, target, "FAILED", Some(&reason)).await?;
+            let reason = vcita::redact(data::<Arc<Config>>(ctx)?, &error.to_string());
+            store::record_subscription(db, recorded, "FAILED", Some(&reason)).await?;
             Err(ApiError::Vendor(reason))
         }
     }

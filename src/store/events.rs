@@ -8,7 +8,7 @@ use entity::ids::EventCursor;
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QuerySelect,
-    Set, TransactionTrait,
+    Set,
 };
 
 const PRUNED_THROUGH: &str = "pruned_through";
@@ -28,7 +28,8 @@ pub async fn prune_events(
     db: &DatabaseConnection,
     older_than: DateTime<Utc>,
 ) -> Result<u64, DbErr> {
-    let txn = db.begin().await?;
+    // Reads the highest cursor, then deletes: a writer from the start (see `begin_write`).
+    let txn = super::begin_write(db).await?;
     let highest: Option<Option<EventCursor>> = domain_event::Entity::find()
         .select_only()
         .column_as(domain_event::Column::Cursor.max(), "highest")

@@ -454,9 +454,10 @@ async fn store_failed(
     })
 }
 
-/// Opens a write transaction holding the writers' lock (PostgreSQL; SQLite has one writer).
+/// Opens a write transaction holding the writers' lock (PostgreSQL's advisory lock; on SQLite
+/// the write lock, taken at `BEGIN`: see [`super::begin_write`]).
 pub(crate) async fn begin_writer(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
-    let txn = db.begin().await?;
+    let txn = super::begin_write(db).await?;
     if txn.get_database_backend() == DbBackend::Postgres {
         txn.execute_unprepared(&format!(
             "SELECT pg_advisory_xact_lock({EVENT_WRITER_LOCK})"

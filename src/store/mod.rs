@@ -16,7 +16,10 @@ mod script;
 use std::time::Duration;
 
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
+    DbErr, SqliteTransactionMode, TransactionOptions, TransactionTrait,
+};
 use sea_orm_migration::MigratorTrait;
 
 use crate::config::{Config, SourceConfig};
@@ -199,6 +202,27 @@ fn connect_options(database_url: &str) -> ConnectOptions {
         options.test_before_acquire(false);
     }
     options
+}
+
+/// Begins a transaction that may write, as a writer from its first statement.
+///
+/// Why: SQLite's default `BEGIN` is deferred, so a transaction that reads first holds only a
+/// read snapshot; if another connection commits a write before this one's first write, the
+/// upgrade fails at once with `SQLITE_BUSY_SNAPSHOT` ("database is locked", 517) — the busy
+/// timeout cannot help, the snapshot is stale. `BEGIN IMMEDIATE` takes the write lock up front,
+/// waiting for it under the busy timeout, so two of our own writers queue instead of failing a
+/// request. Readers are never blocked (WAL). PostgreSQL needs nothing here: its writers wait
+/// for row locks, and the event writers also serialize on an advisory lock (`ingest`).
+pub(crate) async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
+    if db.get_database_backend() == DbBackend::Sqlite {
+        db.begin_with_options(TransactionOptions {
+            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+            ..TransactionOptions::default()
+        })
+        .await
+    } else {
+        db.begin().await
+    }
 }
 
 /// Applies every pending migration (append-only; see the `migration` crate).

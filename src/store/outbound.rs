@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use entity::ids::{AlertId, QueueEntryId};
+use entity::ids::{AlertId, QueueEntryId, SourceId};
 use entity::{alert, domain_event, vcita_subscription};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
@@ -239,20 +239,35 @@ async fn commit_with_events(
     Ok(())
 }
 
+/// What a subscription row records about its target. `target_url` never carries a source's
+/// token: for one of the gateway's own sources it is the URL without it, and `source_id` says
+/// which source (the caller adds the token only on its way to vCita).
+pub struct RecordedSubscription<'a> {
+    /// `None` on unsubscribe: the row keeps the event it had.
+    pub event: Option<&'a str>,
+    pub target_url: &'a str,
+    pub source_id: Option<&'a str>,
+}
+
 /// Records the outcome of a subscribe / unsubscribe call for a target URL.
 pub async fn record_subscription(
     db: &DatabaseConnection,
-    event: Option<&str>,
-    target_url: &str,
+    recorded: RecordedSubscription<'_>,
     status: &str,
     error: Option<&str>,
 ) -> Result<vcita_subscription::Model, DbErr> {
+    let RecordedSubscription {
+        event,
+        target_url,
+        source_id,
+    } = recorded;
     let now = Utc::now();
     let verified = error.is_none().then_some(now);
     let row = vcita_subscription::ActiveModel {
         id: ActiveValue::NotSet,
         event: Set(event.unwrap_or("").to_owned()),
         target_url: Set(target_url.to_owned()),
+        source_id: Set(source_id.map(|id| SourceId(id.to_owned()))),
         status: Set(status.to_owned()),
         last_error: Set(error.map(str::to_owned)),
         last_verified_at: Set(verified),
@@ -260,6 +275,7 @@ pub async fn record_subscription(
         updated_at: Set(now),
     };
     let mut columns = vec![
+        vcita_subscription::Column::SourceId,
         vcita_subscription::Column::Status,
         vcita_subscription::Column::LastError,
         vcita_subscription::Column::UpdatedAt,
@@ -270,6 +286,7 @@ pub async fn record_subscription(
     if verified.is_some() {
         columns.push(vcita_subscription::Column::LastVerifiedAt);
     }
+    // One statement, so no read-then-write transaction; the read after it sees its write.
     vcita_subscription::Entity::insert(row)
         .on_conflict(
             OnConflict::column(vcita_subscription::Column::TargetUrl)

@@ -370,8 +370,13 @@ async fn vcita_subscriptions_send_the_documented_header_and_body() {
     .await;
     assert_eq!(
         own["data"]["subscribeVcitaWebhook"]["targetUrl"],
+        "https://carebridge.clinic.example/webhooks/vcita-main",
+        "a source's own URL, shown without its token (issue 19, item 1): {own}"
+    );
+    assert_eq!(
+        vcita.state.calls.lock().expect("lock")[1].body["target_url"],
         "https://carebridge.clinic.example/webhooks/vcita-main?token=test-vcita-token",
-        "a source's own URL, token included, without pasting it: {own}"
+        "vCita is given the source's URL, token included, without pasting it"
     );
 
     let gone = gql(&app, WRITE_KEY, "mutation { unsubscribeVcitaWebhook(targetUrl: \"https://his.example/hooks/vcita\") { status } }", json!({})).await;

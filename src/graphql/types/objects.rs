@@ -586,14 +586,25 @@ impl VcitaSubscription {
     async fn event(&self) -> &str {
         &self.0.event
     }
-    async fn target_url(&self) -> &str {
-        &self.0.target_url
+    /// Where vCita posts. Never a secret: a source of this gateway is shown without its
+    /// `?token=` (vCita alone is given it), and the values in any other URL's query are hidden.
+    async fn target_url(&self) -> String {
+        crate::outbound::vcita::shown_url(&self.0.target_url)
+    }
+    /// The gateway's own vCita source this subscription delivers to, if it is one.
+    async fn source_id(&self) -> Option<&str> {
+        self.0.source_id.as_ref().map(|id| id.0.as_str())
     }
     async fn status(&self) -> &str {
         &self.0.status
     }
-    async fn last_error(&self) -> Option<&str> {
-        self.0.last_error.as_deref()
+    /// vCita's last refusal or why it could not be reached, secrets redacted.
+    async fn last_error(&self, ctx: &Context<'_>) -> Option<String> {
+        let error = self.0.last_error.as_deref()?;
+        Some(match ctx.data::<std::sync::Arc<crate::config::Config>>() {
+            Ok(config) => crate::outbound::vcita::redact(config, error),
+            Err(_) => error.to_owned(),
+        })
     }
     async fn last_verified_at(&self) -> Option<DateTime<Utc>> {
         self.0.last_verified_at
