@@ -160,11 +160,17 @@ async fn nul_bytes_anywhere_are_failed_with_a_reason_and_never_fail_the_honest_d
 #[tokio::test]
 async fn instants_and_keys_one_database_cannot_store_are_failed_the_same_on_both() {
     let app = spawn_app().await;
-    // 7,000 years before the epoch: chrono and SQLite take it, PostgreSQL does not.
-    let ancient = edit(
-        "vsee",
-        "user_created_patient",
-        &[("\"created\": 1546940000", "\"created\": -283000000000")],
+    // An appointment in 5000 BC: chrono and SQLite take it, PostgreSQL refuses the timestamp.
+    let ancient = carebridge::vendors::chup::sign_chup(
+        &edit(
+            "chup",
+            "appointment_created",
+            &[(
+                "\"appointment_date\": \"2024-01-18\"",
+                "\"appointment_date\": \"-5000-01-18\"",
+            )],
+        ),
+        CHUP_SECRET.as_bytes(),
     );
     // An id larger than a PostgreSQL index row can hold.
     let long_id = incompressible("long id", 4_000);
@@ -173,8 +179,11 @@ async fn instants_and_keys_one_database_cannot_store_are_failed_the_same_on_both
         "user_created_patient",
         &[("\"id\": \"60610\"", &format!("\"id\": \"{long_id}\""))],
     );
-    for (body, expected) in [(ancient, "years"), (long, "bytes")] {
-        let (status, answer) = post(&app, "vsee-main", body.clone()).await;
+    for (source, body, expected) in [
+        ("chup-main", ancient, "years"),
+        ("vsee-main", long, "bytes"),
+    ] {
+        let (status, answer) = post(&app, source, body.clone()).await;
         assert_eq!(status, 200, "{answer}");
         assert_eq!(answer["status"], "FAILED", "{answer}");
         let row = inbox_row(&app, &answer).await;
