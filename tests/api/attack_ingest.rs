@@ -165,10 +165,20 @@ async fn instants_and_keys_one_database_cannot_store_are_failed_the_same_on_both
         &edit(
             "chup",
             "appointment_created",
-            &[(
-                "\"appointment_date\": \"2024-01-18\"",
-                "\"appointment_date\": \"-5000-01-18\"",
-            )],
+            &[
+                (
+                    "\"appointment_date\": \"2024-01-18\"",
+                    "\"appointment_date\": \"-5000-01-18\"",
+                ),
+                (
+                    "\"start_at\": \"2024-01-18T10:30:00+08:00\"",
+                    "\"start_at\": null",
+                ),
+                (
+                    "\"end_at\": \"2024-01-18T10:45:00+08:00\"",
+                    "\"end_at\": null",
+                ),
+            ],
         ),
         CHUP_SECRET.as_bytes(),
     );
@@ -192,7 +202,7 @@ async fn instants_and_keys_one_database_cannot_store_are_failed_the_same_on_both
         assert_eq!(row.body.as_deref(), Some(body.as_slice()));
     }
     // The gateway is still fine for everyone else.
-    let (status, answer) = post(&app, "vsee-main", fixture("vsee", "user_created_patient")).await;
+    let (status, answer) = post(&app, "chup-main", chup_ticket(7, &[])).await;
     assert_eq!(
         (status, answer["status"].as_str()),
         (200, Some("PROCESSED"))
