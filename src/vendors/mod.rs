@@ -18,6 +18,8 @@
 //! | body is not JSON or not the vendor's envelope | [`Rejection`] | 400, kept as `REJECTED` |
 //! | envelope fine, event type nobody maps | `Ok(MapOutcome::Unsupported)` | 200, `UNSUPPORTED` |
 //! | envelope fine, a field needed for mapping unusable | [`MapError`] in [`Delivery::outcome`] | 200, `FAILED` (reprocessable) |
+//! | a value one database cannot store (NUL, over-long key, year outside 1–9999) | [`MapError`] from `storable::fit` | 200, `FAILED`, same on SQLite and PostgreSQL |
+//! | the mapper panicked (a bug) | [`MapError`] from the dispatch guard | 200, `FAILED` (reprocess after the fix) |
 //!
 //! # Layout
 //!
