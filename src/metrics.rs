@@ -1,6 +1,8 @@
 //! Prometheus metrics, one registry per application (kept in `AppState`, never a process
-//! global), rendered at `/metrics` in the text format. Labels are source ids, vendor event
-//! types and outcomes — never anything that identifies a patient.
+//! global), rendered at `/metrics` in the text format. Every label value comes from a closed
+//! set the gateway defines — configured source ids (else `unknown`), the event types CareBridge
+//! maps (else `other`, see `vendors::event_label`), outcomes, pool states — never text a sender
+//! chose, so no delivery can grow the exposition or put a patient's data in it.
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
@@ -10,8 +12,9 @@ use prometheus::{
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
-    /// Deliveries by source, vendor event type and outcome (processed, duplicate, stale, failed,
-    /// unsupported, rejected, unauthorized, malformed, rate_limited, unavailable).
+    /// Deliveries by source, event (a known event type, `other` or `-`) and outcome (processed,
+    /// duplicate, stale, failed, unsupported, rejected, unknown_source, unsupported_media_type,
+    /// unauthorized, malformed, method_not_allowed, rate_limited, unavailable, misconfigured).
     pub webhooks: IntCounterVec,
     /// Signature or token checks that failed, by source.
     pub verification_failures: IntCounterVec,

@@ -5,12 +5,13 @@
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::config::SourceCredential;
 use crate::startup::AppState;
@@ -20,12 +21,36 @@ use crate::vendors::{self, Credentials, Unverified, VerifyError, Webhook};
 pub mod rate_limit;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/webhooks/{source_id}", post(receive))
+    Router::new().route(
+        "/webhooks/{source_id}",
+        post(receive).fallback(method_not_allowed),
+    )
 }
 
-#[derive(Debug, Deserialize)]
-struct UrlToken {
-    token: Option<String>,
+/// Any method but POST on a webhook URL: 405 with `Allow` and a JSON reason (axum's own 405 has
+/// an empty body).
+async fn method_not_allowed() -> Response {
+    let mut response = IngestError::MethodNotAllowed.into_response();
+    response
+        .headers_mut()
+        .insert(header::ALLOW, header::HeaderValue::from_static("POST"));
+    response
+}
+
+/// The `?token=` of a webhook URL, read from the raw query string so that every malformed query
+/// is answered by [`IngestError`] (JSON), not by the extractor's plain-text rejection. A token
+/// given twice is refused: which one to check would be a guess.
+fn url_token(query: Option<&str>) -> Result<Option<String>, IngestError> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query.unwrap_or(""))
+        .map_err(|_| IngestError::BadUrl("the query string is not valid URL encoding".into()))?;
+    let mut tokens = pairs.into_iter().filter(|(name, _)| name == "token");
+    let token = tokens.next().map(|(_, value)| value);
+    if tokens.next().is_some() {
+        return Err(IngestError::BadUrl(
+            "the URL has more than one `token`; send it once".into(),
+        ));
+    }
+    Ok(token)
 }
 
 /// What a vendor gets back for a stored delivery.
@@ -42,6 +67,14 @@ struct Receipt {
 pub enum IngestError {
     #[error("unknown source {0:?}")]
     UnknownSource(String),
+    /// The path or query string cannot be read (bad percent-encoding, a repeated `token`).
+    #[error("{0}")]
+    BadUrl(String),
+    /// The request body could not be read (cut off, or over the size limit).
+    #[error("the request body could not be read: {0}")]
+    UnreadableBody(String),
+    #[error("webhooks are delivered with POST")]
+    MethodNotAllowed,
     #[error("content type {0:?} is not JSON; send application/json")]
     UnsupportedContentType(String),
     #[error("{0}")]
@@ -64,6 +97,8 @@ impl IngestError {
     fn outcome(&self) -> &'static str {
         match self {
             IngestError::UnknownSource(_) => "unknown_source",
+            IngestError::BadUrl(_) | IngestError::UnreadableBody(_) => "malformed",
+            IngestError::MethodNotAllowed => "method_not_allowed",
             IngestError::UnsupportedContentType(_) => "unsupported_media_type",
             IngestError::Unauthorized(_) => "unauthorized",
             IngestError::Malformed(_) => "malformed",
@@ -79,6 +114,9 @@ impl IntoResponse for IngestError {
     fn into_response(self) -> Response {
         let status = match &self {
             IngestError::UnknownSource(_) => StatusCode::NOT_FOUND,
+            IngestError::BadUrl(_) => StatusCode::BAD_REQUEST,
+            IngestError::UnreadableBody(_) => StatusCode::BAD_REQUEST,
+            IngestError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             IngestError::UnsupportedContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             IngestError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             IngestError::Malformed(_) | IngestError::Rejected { .. } => StatusCode::BAD_REQUEST,
@@ -101,33 +139,50 @@ impl IntoResponse for IngestError {
     }
 }
 
-#[tracing::instrument(skip_all, fields(source = %source_id, event))]
+/// Every extractor's rejection is taken as a `Result` and turned into an [`IngestError`], so
+/// that no refusal on this path is axum's plain text.
+#[tracing::instrument(skip_all, fields(source, event))]
 async fn receive(
     State(state): State<AppState>,
-    Path(source_id): Path<String>,
-    Query(url): Query<UrlToken>,
+    source_id: Result<Path<String>, PathRejection>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Receipt>, IngestError> {
     let started = std::time::Instant::now();
-    let mut event_type = None;
-    let result = ingest(&state, &source_id, url, &headers, body, &mut event_type).await;
-    record_metrics(
-        &state,
-        &source_id,
-        event_type.as_deref(),
-        &result,
-        started.elapsed(),
-    );
+    let mut event = "-";
+    let source_id = match source_id {
+        Ok(Path(source_id)) => source_id,
+        Err(_) => {
+            let error = IngestError::BadUrl("the webhook path is not valid UTF-8".into());
+            let result = Err(error);
+            record_metrics(&state, None, event, &result, started.elapsed());
+            return result;
+        }
+    };
+    let source = state
+        .config
+        .source(&source_id)
+        .map(|source| source.id.as_str());
+    tracing::Span::current().record("source", source.unwrap_or("unknown"));
+    let result = match (url_token(query.as_deref()), body) {
+        (Err(error), _) => Err(error),
+        (_, Err(rejection)) => Err(IngestError::UnreadableBody(rejection.body_text())),
+        (Ok(token), Ok(body)) => {
+            ingest(&state, &source_id, token, &headers, body, &mut event).await
+        }
+    };
+    record_metrics(&state, source, event, &result, started.elapsed());
     result
 }
 
-/// Counts the delivery by source, event and outcome. An unknown source is counted as
-/// `unknown`, so arbitrary paths cannot blow up the label set.
+/// Counts the delivery by source, event and outcome. Every label comes from a closed set: a
+/// configured source id (else `unknown`), a known event type (else `other`, see
+/// [`vendors::event_label`]) and an outcome of [`IngestError::outcome`] or an inbox status.
 fn record_metrics(
     state: &AppState,
-    source_id: &str,
-    event_type: Option<&str>,
+    source: Option<&str>,
+    event: &'static str,
     result: &Result<Json<Receipt>, IngestError>,
     elapsed: std::time::Duration,
 ) {
@@ -135,15 +190,11 @@ fn record_metrics(
         Ok(Json(receipt)) => receipt.status.to_ascii_lowercase(),
         Err(error) => error.outcome().to_owned(),
     };
-    let source = if state.config.source(source_id).is_some() {
-        source_id
-    } else {
-        "unknown"
-    };
+    let source = source.unwrap_or("unknown");
     let metrics = &state.metrics;
     metrics
         .webhooks
-        .with_label_values(&[source, event_type.unwrap_or("-"), outcome.as_str()])
+        .with_label_values(&[source, event, outcome.as_str()])
         .inc();
     metrics
         .ingest_seconds
@@ -166,10 +217,10 @@ fn record_metrics(
 async fn ingest(
     state: &AppState,
     source_id: &str,
-    url: UrlToken,
+    url_token: Option<String>,
     headers: &HeaderMap,
     body: Bytes,
-    event_type: &mut Option<String>,
+    event: &mut &'static str,
 ) -> Result<Json<Receipt>, IngestError> {
     let source = state
         .config
@@ -181,7 +232,7 @@ async fn ingest(
         SourceCredential::HmacSecret(secret) => Credentials::HmacKey(secret.expose().as_bytes()),
         SourceCredential::UrlToken(token) => Credentials::UrlToken(token.expose()),
     };
-    let webhook = Webhook::<Unverified>::new(source.vendor, body, url.token);
+    let webhook = Webhook::<Unverified>::new(source.vendor, body, url_token);
     let verified = webhook.verify(credentials).map_err(|error| match error {
         VerifyError::Malformed(reason) => IngestError::Malformed(reason),
         VerifyError::WrongCredentials => {
@@ -202,8 +253,9 @@ async fn ingest(
     }
     let normalized = vendors::normalize(&verified, &state.mapper_config);
     if let Ok(delivery) = &normalized {
-        tracing::Span::current().record("event", delivery.event_type.as_deref().unwrap_or("-"));
-        event_type.clone_from(&delivery.event_type);
+        // The label, not the event type as sent: that is the sender's text, of any size.
+        *event = vendors::event_label(source.vendor, delivery.event_type.as_deref());
+        tracing::Span::current().record("event", *event);
     }
     let inbound = Inbound {
         source_id: source.id.clone(),

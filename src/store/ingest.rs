@@ -427,7 +427,9 @@ async fn write_each(
 }
 
 /// Keeps a delivery whose apply failed, as `FAILED` and without its dedupe key (so a
-/// redelivery is applied, not dropped as a duplicate).
+/// redelivery is applied, not dropped as a duplicate). The row goes in inside its own savepoint:
+/// should even it be refused, a last row with nothing from the sender but the raw bytes is
+/// written instead, so one delivery can never fail the rest of its batch.
 async fn store_failed(
     txn: &DatabaseTransaction,
     inbound: &Inbound,
@@ -447,7 +449,20 @@ async fn store_failed(
         InboxStatus::Failed,
         Some(reason),
     );
-    let id = insert_one_inbox(txn, row).await?;
+    let savepoint = txn.begin().await?;
+    let id = match insert_one_inbox(&savepoint, row).await {
+        Ok(id) => {
+            savepoint.commit().await?;
+            id
+        }
+        Err(error) if is_unavailable(&error) => return Err(error),
+        Err(error) => {
+            tracing::error!(%error, "storing a FAILED delivery failed; storing its raw bytes only");
+            savepoint.rollback().await?;
+            let row = inbox_row(inbound, now, None, None, InboxStatus::Failed, Some(reason));
+            insert_one_inbox(txn, row).await?
+        }
+    };
     Ok(Recorded::Stored {
         id: id.0,
         status: InboxStatus::Failed,
@@ -2256,3 +2271,78 @@ updated_at!(
     visit,
     payment
 );
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use sea_orm::RuntimeErr;
+    use sea_orm::sqlx::error::{DatabaseError, ErrorKind};
+
+    use super::*;
+
+    /// A server error with a SQLSTATE, as PostgreSQL sends one.
+    #[derive(Debug)]
+    struct ServerError(&'static str);
+
+    impl std::fmt::Display for ServerError {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "server error {}", self.0)
+        }
+    }
+
+    impl std::error::Error for ServerError {}
+
+    impl DatabaseError for ServerError {
+        fn message(&self) -> &str {
+            "terminating connection due to administrator command"
+        }
+        fn code(&self) -> Option<Cow<'_, str>> {
+            Some(Cow::Borrowed(self.0))
+        }
+        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+            self
+        }
+        fn kind(&self) -> ErrorKind {
+            ErrorKind::Other
+        }
+    }
+
+    fn server_error(code: &'static str) -> [DbErr; 2] {
+        let error = || sea_orm::sqlx::Error::Database(Box::new(ServerError(code)));
+        [
+            DbErr::Exec(RuntimeErr::SqlxError(error().into())),
+            DbErr::Query(RuntimeErr::SqlxError(error().into())),
+        ]
+    }
+
+    #[test]
+    fn a_terminated_or_refused_session_is_a_connection_error_answered_503() {
+        for code in ["57P01", "57P02", "57P03", "08006", "08003"] {
+            for error in server_error(code) {
+                assert!(is_unavailable(&error), "{code}: {error}");
+            }
+        }
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        let reset = DbErr::Exec(RuntimeErr::SqlxError(
+            sea_orm::sqlx::Error::Io(reset).into(),
+        ));
+        assert!(is_unavailable(&reset));
+    }
+
+    #[test]
+    fn a_refused_statement_is_not_a_connection_error() {
+        // unique violation, invalid byte sequence (a NUL), datetime out of range, raised
+        for code in ["23505", "22021", "22008", "P0001"] {
+            for error in server_error(code) {
+                assert!(!is_unavailable(&error), "{code}: {error}");
+            }
+        }
+    }
+}

@@ -35,25 +35,38 @@ pub enum StoreError {
 
 /// Whether the database could not be reached or the connection broke, as opposed to a
 /// statement the database refused. A connection cut mid-transaction surfaces as an execution
-/// error carrying an I/O or pool error, so those count too: such a delivery must be answered
-/// 503 (the vendor retries), not stored as FAILED by a fallback that would also fail.
+/// error carrying an I/O or pool error, and a server that shuts down or is told to end our
+/// session answers with a SQLSTATE of its own (see [`is_connection_sqlstate`]), so those count
+/// too: such a delivery must be answered 503 (the vendor retries), not stored as FAILED by a
+/// fallback that would also fail.
 pub fn is_connection_error(error: &DbErr) -> bool {
     use sea_orm::RuntimeErr;
     use sea_orm::sqlx::Error as Sqlx;
     match error {
         DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
         DbErr::Exec(RuntimeErr::SqlxError(inner)) | DbErr::Query(RuntimeErr::SqlxError(inner)) => {
-            matches!(
-                inner.as_ref(),
+            match inner.as_ref() {
                 Sqlx::Io(_)
-                    | Sqlx::PoolTimedOut
-                    | Sqlx::PoolClosed
-                    | Sqlx::WorkerCrashed
-                    | Sqlx::Protocol(_)
-            )
+                | Sqlx::PoolTimedOut
+                | Sqlx::PoolClosed
+                | Sqlx::WorkerCrashed
+                | Sqlx::Protocol(_) => true,
+                Sqlx::Database(database) => {
+                    database.code().is_some_and(|c| is_connection_sqlstate(&c))
+                }
+                _ => false,
+            }
         }
         _ => false,
     }
+}
+
+/// SQLSTATEs that mean the session is gone, not that the statement was wrong: class 08
+/// (connection exception), 57P01 `admin_shutdown` ("terminating connection due to administrator
+/// command", a restart or `pg_terminate_backend`), 57P02 `crash_shutdown`, 57P03
+/// `cannot_connect_now` (starting up or in recovery) and 57P05 (idle session timeout).
+pub fn is_connection_sqlstate(code: &str) -> bool {
+    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "57P05")
 }
 
 /// Counts SQL statements run through a pool (metrics, and tests that prove a query plan does

@@ -126,6 +126,19 @@ fn sign_with(body: &[u8], key: &[u8], signed_form: impl Fn(&str) -> Option<Strin
     .into_bytes()
 }
 
+/// The payload text the signature covers: the raw text, or its PHP re-encoding when that is what
+/// verified. No event id exists and the signature is a function of this text, so its hash is the
+/// dedupe key: a signed payload re-sent with other spacing (accepted through the PHP form) is
+/// the same delivery, not a new one.
+fn signed_form(raw: &str, verification: Verification) -> std::borrow::Cow<'_, str> {
+    match verification {
+        Verification::HmacPhpJson => php_json::encode(raw)
+            .map(std::borrow::Cow::Owned)
+            .unwrap_or(std::borrow::Cow::Borrowed(raw)),
+        Verification::HmacRaw | Verification::UrlToken => std::borrow::Cow::Borrowed(raw),
+    }
+}
+
 /// The part of the payload every event shares; `data` stays raw until the event is known.
 #[derive(Deserialize)]
 struct PayloadHead<'a> {
@@ -137,11 +150,35 @@ struct PayloadHead<'a> {
     data: Option<&'a RawValue>,
 }
 
-pub(super) fn normalize(body: &[u8]) -> Result<Delivery, Rejection> {
+/// The events the mappers below handle (and the metric labels of Chup events).
+pub(super) const EVENT_TYPES: &[&str] = &[
+    "live_queue_created",
+    "live_queue_updated",
+    "live_queue_deleted",
+    "appointment_created",
+    "appointment_updated",
+    "appointment_deleted",
+    "client_created",
+    "client_updated",
+    "client_deleted",
+    "service_created",
+    "service_updated",
+    "service_deleted",
+    "service_staffs_updated",
+    "staff_created",
+    "staff_updated",
+    "staff_deleted",
+    "staff_services_updated",
+];
+
+/// Maps a delivery verified by `verification` (which form of the payload the signature covers).
+pub(super) fn normalize(body: &[u8], verification: Verification) -> Result<Delivery, Rejection> {
     let (payload, _) = parse_envelope(body).map_err(Rejection::new)?;
     let raw = payload.get();
-    // No event id exists; the signature is a function of the payload, so its hash identifies it.
-    let dedupe_key = format!("sha256:{}", wire::sha256_hex(raw.as_bytes()));
+    let dedupe_key = format!(
+        "sha256:{}",
+        wire::sha256_hex(signed_form(raw, verification).as_bytes())
+    );
     let head: PayloadHead<'_> = serde_json::from_str(raw).map_err(|e| {
         Rejection::new(format!(
             "chup `payload` is not readable: {}",

@@ -18,6 +18,8 @@
 //! | body is not JSON or not the vendor's envelope | [`Rejection`] | 400, kept as `REJECTED` |
 //! | envelope fine, event type nobody maps | `Ok(MapOutcome::Unsupported)` | 200, `UNSUPPORTED` |
 //! | envelope fine, a field needed for mapping unusable | [`MapError`] in [`Delivery::outcome`] | 200, `FAILED` (reprocessable) |
+//! | a value one database cannot store (NUL, over-long key, year outside 1–9999) | [`MapError`] from `storable::fit` | 200, `FAILED`, same on SQLite and PostgreSQL |
+//! | the mapper panicked (a bug) | [`MapError`] from the dispatch guard | 200, `FAILED` (reprocess after the fix) |
 //!
 //! # Layout
 //!
@@ -26,6 +28,8 @@
 //!   live-queue / appointment / client / service / staff mappers; `sign_chup*` for tests and replay.
 //! - `php_json.rs`: a token-level re-encoding of JSON text the way PHP's `json_encode` writes it.
 //! - `vcita.rs`, `vsee.rs`, `timetap.rs`: one module per unsigned vendor.
+//! - `storable.rs`: the values both databases store alike; every delivery is fitted to them at
+//!   the dispatch point, before the store sees it.
 //! - `wire.rs`: tolerant serde helpers shared by the mappers (ids as number or string, unix
 //!   seconds as text, phone numbers, timestamps, error text that never quotes the body).
 
@@ -33,6 +37,7 @@ pub mod chup;
 /// Public only so that the fuzz targets in `fuzz/` can check the re-encoding against serde's
 /// reading of the same text; the gateway itself uses it only through Chup verification.
 pub mod php_json;
+mod storable;
 mod timetap;
 mod vcita;
 mod vsee;
@@ -292,18 +297,60 @@ impl MapError {
     }
 }
 
-/// Maps a verified delivery to the normalized model. The one dispatch point over vendors.
+/// Maps a verified delivery to the normalized model. The one dispatch point over vendors: the
+/// mapper runs under [`guarded`] (a panic is a stored `FAILED`, not a dropped delivery) and its
+/// result is fitted to what both databases can store ([`storable::fit`]).
 pub fn normalize(
     webhook: &Webhook<Verified>,
     config: &MapperConfig,
 ) -> Result<Delivery, Rejection> {
     let body = webhook.body.as_ref();
-    match webhook.vendor {
-        Vendor::Chup => chup::normalize(body),
+    let vendor = webhook.vendor;
+    let verification = webhook.verification();
+    storable::fit(guarded(|| match vendor {
+        Vendor::Chup => chup::normalize(body, verification),
         Vendor::Vcita => vcita::normalize(body),
         Vendor::Vsee => vsee::normalize(body, config),
         Vendor::Timetap => timetap::normalize(body),
-    }
+    }))
+}
+
+/// What a delivery whose mapper panicked is stored as.
+const MAPPER_PANICKED: &str =
+    "the gateway's mapper failed on this delivery (a bug); kept raw, reprocess it after the fix";
+
+/// Runs a mapper so that a panic in it (a bug; the fuzz targets in `fuzz/` hunt for them)
+/// becomes a delivery stored `FAILED` with its raw bytes instead of a dropped request. The
+/// mappers are pure functions of borrowed bytes, so nothing is left half-changed by the unwind.
+fn guarded(map: impl FnOnce() -> Result<Delivery, Rejection>) -> Result<Delivery, Rejection> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(map)).unwrap_or_else(|_| {
+        Ok(Delivery {
+            event_type: None,
+            dedupe_key: None,
+            outcome: Err(MapError::new(MAPPER_PANICKED)),
+        })
+    })
+}
+
+/// The metric label of an event type: the vendor's own name when it is one CareBridge knows,
+/// `other` for anything else a sender makes up, `-` when there is none (a rejected body). A
+/// closed set, so that senders cannot grow the metrics (a label per made-up event type grew
+/// `/metrics` to 54 MB).
+pub fn event_label(vendor: Vendor, event_type: Option<&str>) -> &'static str {
+    let Some(event_type) = event_type else {
+        return "-";
+    };
+    let known = match vendor {
+        Vendor::Chup => chup::EVENT_TYPES,
+        Vendor::Vcita => vcita::EVENT_TYPES,
+        Vendor::Vsee => vsee::EVENT_TYPES,
+        Vendor::Timetap => timetap::EVENT_TYPES,
+    };
+    known
+        .iter()
+        .find(|known| **known == event_type)
+        .copied()
+        .unwrap_or("other")
 }
 
 /// Compares the URL token with the configured one in constant time. Both sides are hashed first

@@ -499,3 +499,82 @@ proptest! {
         run_all_ways(Vendor::Timetap, &serde_json::to_vec(&object).unwrap_or_default());
     }
 }
+
+// --- the dispatch point's guard and labels -------------------------------------------------
+
+#[test]
+fn a_panicking_mapper_yields_a_failed_delivery_instead_of_unwinding_into_the_request() {
+    let delivery = guarded(|| panic!("a mapper bug")).expect("a delivery, not a rejection");
+    assert_eq!(delivery.event_type, None);
+    assert_eq!(
+        delivery.dedupe_key, None,
+        "a redelivery after the fix is applied"
+    );
+    assert!(matches!(delivery.outcome, Err(e) if e.message() == MAPPER_PANICKED));
+    // And a mapper that does not panic is passed through untouched.
+    let rejected = guarded(|| Err(Rejection::new("no")));
+    assert_eq!(rejected, Err(Rejection::new("no")));
+}
+
+#[test]
+fn every_fixture_event_has_its_own_metric_label_and_made_up_ones_are_other() {
+    for vendor in [Vendor::Chup, Vendor::Vcita, Vendor::Vsee, Vendor::Timetap] {
+        let dir = format!("{}/fixtures/{vendor}", env!("CARGO_MANIFEST_DIR"));
+        for entry in std::fs::read_dir(&dir).expect("fixture dir").flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(name) = name.strip_suffix(".json") else {
+                continue;
+            };
+            let Ok(delivery) = deliver(vendor, fixture(vendor.as_str(), name)) else {
+                continue;
+            };
+            let event = delivery.event_type.as_deref();
+            assert_eq!(
+                event_label(vendor, event),
+                event.unwrap_or("-"),
+                "{vendor}/{name}"
+            );
+        }
+        assert_eq!(event_label(vendor, Some("made_up")), "other");
+        assert_eq!(event_label(vendor, None), "-");
+    }
+}
+
+#[test]
+fn every_chup_and_vsee_label_is_an_event_their_mappers_handle() {
+    for event in chup::EVENT_TYPES {
+        let body = json!({"payload": {"event": event, "data": {"id": 1}}}).to_string();
+        let delivery = deliver(Vendor::Chup, body.into_bytes()).expect("delivery");
+        assert!(
+            !matches!(delivery.outcome, Ok(MapOutcome::Unsupported { .. })),
+            "{event}"
+        );
+    }
+    for event in vsee::EVENT_TYPES {
+        let body = json!({"type": event, "id": "e", "created": 1, "data": {"id": "1"}});
+        let delivery = deliver(Vendor::Vsee, body.to_string().into_bytes()).expect("delivery");
+        assert!(
+            !matches!(delivery.outcome, Ok(MapOutcome::Unsupported { .. })),
+            "{event}"
+        );
+    }
+}
+
+#[test]
+fn a_chup_payload_verified_through_its_php_form_is_deduplicated_by_that_form() {
+    let compact = r#"{"event":"client_created","data":{"id":1,"url":"a/b"}}"#;
+    let php = php_json::encode(compact).expect("php form");
+    let original = chup::sign_chup(format!("{{\"payload\":{php}}}").as_bytes(), CHUP_KEY);
+    let pretty =
+        "{\n  \"event\": \"client_created\",\n  \"data\": { \"id\": 1, \"url\": \"a/b\" }\n}";
+    let respaced = chup::sign_chup_php(format!("{{\"payload\":{pretty}}}").as_bytes(), CHUP_KEY);
+    let key = |body: Vec<u8>| {
+        let webhook = Webhook::new(Vendor::Chup, Bytes::from(body), None)
+            .verify(Credentials::HmacKey(CHUP_KEY))
+            .expect("verifies");
+        normalize(&webhook, &MapperConfig::default())
+            .expect("delivery")
+            .dedupe_key
+    };
+    assert_eq!(key(original), key(respaced));
+}

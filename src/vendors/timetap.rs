@@ -26,6 +26,9 @@ use crate::domain::{
 
 const EVENT_TYPE: &str = "appointment";
 
+/// The metric labels of TimeTap events: it sends none of its own (see [`EVENT_TYPE`]).
+pub(super) const EVENT_TYPES: &[&str] = &[EVENT_TYPE];
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Appointment {

@@ -54,6 +54,27 @@ struct Probe {
     updated_at: Option<String>,
 }
 
+/// Event types (`entity_name/event_type`) of the deliveries in the vendor's documents: the
+/// metric labels of vCita events (anything else is counted as `other`).
+pub(super) const EVENT_TYPES: &[&str] = &[
+    "client/created",
+    "client/updated",
+    "client/deleted",
+    "appointment/created",
+    "appointment/updated",
+    "appointment/deleted",
+    "appointment/scheduled",
+    "appointment/rescheduled",
+    "appointment/cancelled",
+    "payment/created",
+    "payment/updated",
+    "payment/deleted",
+    "payment/paid",
+    "account/closed",
+    "pivot/event",
+    "pivot/update",
+];
+
 pub(super) fn normalize(body: &[u8]) -> Result<Delivery, Rejection> {
     let envelope: Envelope<'_> = serde_json::from_slice(body).map_err(|e| {
         use serde_json::error::Category;
@@ -94,7 +115,9 @@ pub(super) fn normalize(body: &[u8]) -> Result<Delivery, Rejection> {
     };
     let dedupe_key = match (entity_id, probe.updated_at) {
         (Some(id), Some(updated_at)) => format!("{entity_name}/{event}/{id}/{updated_at}"),
-        _ => format!("sha256:{}", wire::sha256_hex(body)),
+        // The digest of the canonical JSON, not of the bytes: a redelivery with other spacing
+        // or key order is the same delivery.
+        _ => format!("sha256:{}", body_digest(body)),
     };
 
     let outcome = match entity {
@@ -106,6 +129,14 @@ pub(super) fn normalize(body: &[u8]) -> Result<Delivery, Rejection> {
         dedupe_key: Some(dedupe_key),
         outcome,
     })
+}
+
+/// SHA-256 hex of the body's canonical JSON (the body parsed as an envelope, so it is JSON).
+fn body_digest(body: &[u8]) -> String {
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(value) => wire::sha256_hex(wire::canonical_json(&value).as_bytes()),
+        Err(_) => wire::sha256_hex(body),
+    }
 }
 
 fn non_blank(text: Option<String>) -> Option<String> {
@@ -511,10 +542,18 @@ mod tests {
     #[test]
     fn appointment_scheduled_is_booked_with_utc_times_and_referenced_client_and_staff_first() {
         let (delivery, n) = mapped(Vendor::Vcita, "appointment_scheduled");
-        // The V7 sample has no updated_at, so the dedupe key falls back to the body hash.
+        // The V7 sample has no updated_at, so the dedupe key falls back to the hash of the
+        // body's canonical JSON (the same whatever its spacing or key order).
         let expected = format!(
             "sha256:{}",
-            wire::sha256_hex(&fixture("vcita", "appointment_scheduled"))
+            body_digest(&fixture("vcita", "appointment_scheduled"))
+        );
+        let compact: serde_json::Value =
+            serde_json::from_slice(&fixture("vcita", "appointment_scheduled")).unwrap_or_default();
+        let respaced = normalize(&serde_json::to_vec(&compact).unwrap_or_default());
+        assert_eq!(
+            respaced.map(|d| d.dedupe_key).ok(),
+            Some(Some(expected.clone()))
         );
         assert_eq!(delivery.dedupe_key, Some(expected));
         assert_eq!(n.occurred_at, None);

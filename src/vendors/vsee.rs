@@ -37,6 +37,16 @@ struct Envelope<'a> {
     data: Option<&'a RawValue>,
 }
 
+/// The events the mappers below handle (and the metric labels of VSee events).
+pub(super) const EVENT_TYPES: &[&str] = &[
+    "visit.created",
+    "visit.updated",
+    "visit.ended",
+    "visit.note.signed_and_sent",
+    "visit.invoice.processed",
+    "user.created",
+];
+
 pub(super) fn normalize(body: &[u8], config: &MapperConfig) -> Result<Delivery, Rejection> {
     let envelope: Envelope<'_> = serde_json::from_slice(body).map_err(|e| {
         use serde_json::error::Category;
