@@ -33,4 +33,16 @@ where
         // A subscriber already exists (tests install one per binary); keep it.
         eprintln!("logging already initialised: {error}");
     }
+    std::panic::set_hook(Box::new(log_panic_without_message));
+}
+
+/// A panic is logged with where it happened, never its message: a message can quote the data
+/// being handled (an index or slicing panic quotes the text), and that may be a patient's name.
+/// The delivery a mapper panicked on is kept as FAILED with its raw bytes (see `vendors`).
+fn log_panic_without_message(info: &std::panic::PanicHookInfo<'_>) {
+    let location = info
+        .location()
+        .map(|at| format!("{}:{}", at.file(), at.line()))
+        .unwrap_or_else(|| "unknown".to_owned());
+    tracing::error!(%location, "panic (message withheld: it may quote personal data)");
 }
