@@ -458,8 +458,9 @@ impl Payment {
 /// One delivery in the inbox. Raw bytes and headers are for `admin` keys only.
 pub struct WebhookEvent(pub webhook_event::Model);
 
-/// An entity a delivery touched, and how. Ids and type names only, no clinic data: it is read
-/// through a delivery (`read`) or an admin reprocess report (`admin`), each guarded.
+/// An entity a delivery touched, and how.
+// No type guard: ids and type names only, no clinic data, and it is reached only through a
+// guarded delivery (`read`) or an admin reprocess report (`admin`).
 #[derive(SimpleObject, Clone)]
 pub struct EntityChange {
     pub entity_type: String,
