@@ -393,3 +393,30 @@ async fn a_write_only_key_reads_no_patient_through_node_or_subscriptions() {
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_named_mutation_sent_over_get_is_refused_and_does_not_run() {
+    let app = spawn_app().await;
+    ingest(&app, "chup", "live_queue_created").await;
+    let client = first_client_id(&app).await;
+    // One named operation and no `operationName`: the one that would run is still a mutation.
+    let query = format!("mutation Forget {{ eraseClient(id: \"{client}\") {{ clientId }} }}");
+    let params = serde_urlencoded::to_string([("query", query.as_str())]).expect("encode");
+    let answer = app
+        .client
+        .get(app.url(&format!("/graphql?{params}")))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(answer.status(), 405);
+    let still_there = gql(
+        &app,
+        READ_KEY,
+        "query($id: ID!) { node(id: $id) { ... on Client { name } } }",
+        json!({"id": client}),
+    )
+    .await;
+    assert_eq!(still_there["data"]["node"]["name"], "Saad", "{still_there}");
+    app.stop().await;
+}
