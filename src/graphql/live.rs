@@ -11,11 +11,15 @@
 //!
 //! What may share: a live-only subscription (no `after` cursor, whose replay depends on when
 //! and from where the client starts) whose query text, operation name, variables and caller
-//! scopes are equal. The scopes are the only thing about a caller that resolvers read on a
-//! subscription's path (the `RequireScope` guards); the key's name is read only by mutations
-//! and the HTTP audit log, so two keys with the same scopes share, and the group runs as a
-//! synthetic caller holding only those scopes (no member's name can leak into another's
-//! answer). Anything unusual — an unparsable document, a query or mutation, request
+//! scopes are equal, and which names no audited admin field (`guard::AUDITED_READS`). The
+//! scopes are the only thing about a caller that resolvers read on a subscription's path (the
+//! `Reads` and `RequireScope` guards); the key's name is read only by mutations and the audit
+//! log, so two keys with the same scopes share, and the group runs as a synthetic caller
+//! holding only those scopes (no member's name can leak into another's answer). An admin read
+//! must be audited under the key that made it, once per subscription, and a shared execution
+//! runs as no key: so such a subscription runs on its connection's own engine, and the group's
+//! caller never holds `admin` at all (whatever slipped through would be refused, not read
+//! unaudited). Anything unusual — an unparsable document, a query or mutation, request
 //! extensions, an `after` that is not null — is not shared and runs on the connection's own
 //! engine exactly as before.
 //!
@@ -72,7 +76,7 @@ pub fn share_key(request: &Request, caller: &Caller) -> Option<ShareKey> {
         return None;
     }
     let document = async_graphql::parser::parse_query(&request.query).ok()?;
-    if !is_live_subscription(&document, request) {
+    if !is_live_subscription(&document, request) || names_audited_field(&document) {
         return None;
     }
     let mut scopes = caller.scopes.clone();
@@ -128,6 +132,34 @@ fn is_live_subscription(document: &ExecutableDocument, request: &Request) -> boo
         &variable,
         &mut visited,
     )
+}
+
+/// Whether the document names an audited admin field anywhere, in any operation or fragment,
+/// used or not: erring on the side of not sharing.
+fn names_audited_field(document: &ExecutableDocument) -> bool {
+    fn names(selection: &SelectionSet) -> bool {
+        selection.items.iter().any(|item| match &item.node {
+            Selection::Field(field) => {
+                let field = &field.node;
+                super::guard::AUDITED_READS.contains(&field.name.node.as_str())
+                    || names(&field.selection_set.node)
+            }
+            Selection::InlineFragment(fragment) => names(&fragment.node.selection_set.node),
+            Selection::FragmentSpread(_) => false, // every fragment is looked at below
+        })
+    }
+    let operations: Vec<&SelectionSet> = match &document.operations {
+        DocumentOperations::Single(operation) => vec![&operation.node.selection_set.node],
+        DocumentOperations::Multiple(operations) => operations
+            .values()
+            .map(|operation| &operation.node.selection_set.node)
+            .collect(),
+    };
+    operations.into_iter().any(names)
+        || document
+            .fragments
+            .values()
+            .any(|fragment| names(&fragment.node.selection_set.node))
 }
 
 /// Whether any field under `selection` has an `after` argument that is not null.
@@ -270,11 +302,17 @@ async fn run_group(
     request: Request,
     sender: broadcast::Sender<Arc<str>>,
 ) {
-    // The connection data a member's own execution would have had, minus the key's name.
+    // The connection data a member's own execution would have had, minus the key's name, and
+    // minus `admin` (see the module doc: no admin read runs unaudited under a shared caller).
     let mut data = Data::default();
     data.insert(Caller {
         key_name: SHARED_CALLER.to_owned(),
-        scopes: key.scopes.clone(),
+        scopes: key
+            .scopes
+            .iter()
+            .copied()
+            .filter(|scope| *scope != Scope::Admin)
+            .collect(),
     });
     let mut stream = hub
         .schema
@@ -438,6 +476,20 @@ mod tests {
         assert!(!shared(inline, serde_json::json!({})));
         let unknown = "subscription { ...Missing }";
         assert!(!shared(unknown, serde_json::json!({})));
+    }
+
+    #[test]
+    fn subscriptions_naming_an_audited_field_are_never_shared() {
+        let direct = "subscription { queueChanged { sourceEvents { rawBody } } }";
+        assert!(!shared(direct, serde_json::json!({})));
+        let spread = "subscription { queueChanged { sourceEvents { ...H } } } \
+                      fragment H on WebhookEvent { headers }";
+        assert!(!shared(spread, serde_json::json!({})));
+        let inline = "subscription { events { entity { ... on QueueEntry { sourceEvents { \
+                      raw: rawBody } } } } }";
+        assert!(!shared(inline, serde_json::json!({})));
+        let plain = "subscription { queueChanged { sourceEvents { status } } }";
+        assert!(shared(plain, serde_json::json!({})));
     }
 
     #[test]

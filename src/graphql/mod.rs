@@ -5,8 +5,10 @@
 //!
 //! Every request needs an API key (`Authorization: Bearer …`): none or unknown is 401 with an
 //! `UNAUTHENTICATED` error before anything runs; fields above the key's scopes are `FORBIDDEN`
-//! one by one (see `guard`).
+//! one by one (see `guard`). Every mutation and admin read is audited by a schema extension,
+//! whatever the transport (see `audit`).
 
+mod audit;
 mod connection;
 mod documents;
 mod error;
@@ -56,6 +58,7 @@ pub const MAX_COMPLEXITY: usize = 5_000;
 
 pub fn schema_builder() -> async_graphql::SchemaBuilder<Query, Mutation, Subscription> {
     Schema::build(Query::default(), Mutation::default(), Subscription)
+        .extension(audit::Audit)
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)
         .extension(inputs::InputBounds)
@@ -227,8 +230,7 @@ async fn graphql_http(
         }
     };
     state.documents.prepare(&mut request);
-    let mutation_fields = mutation_fields(&mut request);
-    if method == Method::GET && mutation_fields.is_some() {
+    if method == Method::GET && is_mutation(&mut request) {
         let mut response = plain_error(
             answer,
             StatusCode::METHOD_NOT_ALLOWED,
@@ -247,17 +249,10 @@ async fn graphql_http(
         tokio::spawn,
         async_graphql::dataloader::HashMapCache::default(),
     );
-    let trail = guard::AuditTrail::default();
-    let audit = AuditContext {
-        actor: caller.key_name.clone(),
-        operation: request.operation_name.clone(),
-        mutation_fields: mutation_fields.unwrap_or_default(),
-    };
     let response = state
         .schema
-        .execute(request.data(caller).data(loader).data(trail.clone()))
+        .execute(request.data(caller).data(loader))
         .await;
-    audit.record(&state, &trail).await;
     let status = if answer == Answer::GraphqlResponse
         && response.data == async_graphql::Value::Null
         && response.is_err()
@@ -376,57 +371,21 @@ fn parse_request(
     Ok(request)
 }
 
-/// What the audit log needs of a request, taken before the request is consumed.
-struct AuditContext {
-    actor: String,
-    operation: Option<String>,
-    mutation_fields: Vec<String>,
-}
-
-impl AuditContext {
-    /// One row per request that ran a mutation or read an admin field. Failing to write it is
-    /// logged loudly; the caller's answer is already computed.
-    async fn record(self, state: &AppState, trail: &guard::AuditTrail) {
-        let admin_fields = trail.fields();
-        let (action, fields) = match (self.mutation_fields.is_empty(), admin_fields.is_empty()) {
-            (false, _) => ("mutation", self.mutation_fields),
-            (true, false) => ("admin_read", admin_fields),
-            (true, true) => return,
-        };
-        let detail = serde_json::json!({ "operation": self.operation, "fields": fields });
-        if let Err(error) =
-            crate::store::audit::record(&state.db, &self.actor, action, detail).await
-        {
-            tracing::error!(%error, action, "could not write the audit log");
-        }
-    }
-}
-
-/// When the selected operation is a mutation, its root field names (GET must not run one; the
-/// audit log names them); `None` for queries, subscriptions and unparseable documents (which
-/// execution then reports). Parsed once per request: the parsed document stays in the request,
-/// and execution uses it instead of parsing the text again.
-fn mutation_fields(request: &mut async_graphql::Request) -> Option<Vec<String>> {
-    use async_graphql::parser::types::{DocumentOperations, OperationType, Selection};
+/// Whether the selected operation is a mutation (GET must not run one); `false` for queries,
+/// subscriptions and unparseable documents (which execution then reports). Parsed once per
+/// request: the parsed document stays in the request, and execution uses it instead of parsing
+/// the text again.
+fn is_mutation(request: &mut async_graphql::Request) -> bool {
+    use async_graphql::parser::types::{DocumentOperations, OperationType};
     let operation_name = request.operation_name.clone();
-    let document = request.parsed_query().ok()?;
-    let operation = match (&document.operations, operation_name.as_deref()) {
-        (DocumentOperations::Single(op), _) => op,
-        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name)?,
-        (DocumentOperations::Multiple(_), None) => return None,
+    let Ok(document) = request.parsed_query() else {
+        return false;
     };
-    if operation.node.ty != OperationType::Mutation {
-        return None;
-    }
-    let fields = operation
-        .node
-        .selection_set
-        .node
-        .items
-        .iter()
-        .filter_map(|item| match &item.node {
-            Selection::Field(field) => Some(field.node.name.node.to_string()),
-            _ => None,
-        });
-    Some(fields.collect())
+    let operation = match (&document.operations, operation_name.as_deref()) {
+        (DocumentOperations::Single(op), _) => Some(op),
+        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name),
+        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => ops.values().next(),
+        (DocumentOperations::Multiple(_), None) => None,
+    };
+    operation.is_some_and(|op| op.node.ty == OperationType::Mutation)
 }

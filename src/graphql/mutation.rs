@@ -10,7 +10,7 @@ use sea_orm::{DatabaseConnection, EntityTrait};
 
 use super::error::{ApiError, ApiResult};
 use super::filters::WebhookEventFilter;
-use super::guard::{RequireScope, caller};
+use super::guard::{Class, Reads, RequireScope, caller};
 use super::ids::encode;
 use super::ids::{NodeKind, decode_as};
 use super::types::{Alert, EntityChange, VcitaSubscription};
@@ -29,6 +29,7 @@ pub struct Mutation(AlertMutation, VcitaMutation, AdminMutation);
 
 /// What an erasure removed.
 #[derive(async_graphql::SimpleObject)]
+#[graphql(guard = "Reads(Class::AdminReport)")]
 pub struct ErasureReport {
     pub client_id: ID,
     /// Deliveries whose raw body and headers were removed: every one that names the client or
@@ -43,6 +44,7 @@ pub struct ErasureReport {
 
 /// What a reprocess run did, or in a dry run would do.
 #[derive(async_graphql::SimpleObject)]
+#[graphql(guard = "Reads(Class::AdminReport)")]
 pub struct ReprocessReport {
     pub dry_run: bool,
     /// Deliveries the filter matched.
@@ -63,6 +65,7 @@ pub struct ReprocessReport {
 
 /// One delivery's reprocess outcome.
 #[derive(async_graphql::SimpleObject)]
+#[graphql(guard = "Reads(Class::AdminReport)")]
 pub struct ReprocessedDelivery {
     pub webhook_event_id: ID,
     pub status_before: WebhookStatus,

@@ -453,7 +453,7 @@ impl AdminQuery {
     }
 
     /// The audit log, newest first: mutations and admin reads, by key name.
-    #[graphql(guard = "super::guard::RequireScope(crate::config::Scope::Admin)")]
+    #[graphql(guard = "super::guard::Reads(super::guard::Class::Admin)")]
     async fn audit_log(
         &self,
         ctx: &Context<'_>,

@@ -79,6 +79,7 @@ pub enum AlertStatus {
 
 /// A live-queue state: normalized kind plus what Chup sent.
 #[derive(SimpleObject, Clone, Debug)]
+#[graphql(guard = "crate::graphql::guard::Reads(crate::graphql::guard::Class::Clinic)")]
 pub struct QueueState {
     pub kind: QueueStateKind,
     /// Chup's numeric state (`1` = In Queue, `3` = ARRIVED; others undocumented).
@@ -91,6 +92,7 @@ pub struct QueueState {
 
 /// An appointment status: normalized kind plus the vendor's status and sub-status as sent.
 #[derive(SimpleObject, Clone, Debug)]
+#[graphql(guard = "crate::graphql::guard::Reads(crate::graphql::guard::Class::Clinic)")]
 pub struct AppointmentStatus {
     pub kind: AppointmentStatusKind,
     pub raw: Option<String>,
@@ -99,6 +101,7 @@ pub struct AppointmentStatus {
 
 /// A telehealth visit status: normalized kind plus VSee's v1 code or v2 name as sent.
 #[derive(SimpleObject, Clone, Debug)]
+#[graphql(guard = "crate::graphql::guard::Reads(crate::graphql::guard::Class::Clinic)")]
 pub struct VisitStatus {
     pub kind: VisitStatusKind,
     pub raw: Option<String>,

@@ -10,9 +10,8 @@ use entity::{
 
 use super::enums::*;
 use super::{Node, load_list, load_ref};
-use crate::config::Scope;
 use crate::graphql::error::ApiResult;
-use crate::graphql::guard::RequireScope;
+use crate::graphql::guard::{Class, Reads};
 use crate::graphql::ids::{NodeKind, encode};
 use crate::graphql::loaders::{HistoryOf, LineageOf, TouchedBy};
 
@@ -42,7 +41,7 @@ async fn source_events(
 /// A patient as one vendor account knows them.
 pub struct Client(pub client::Model);
 
-#[Object]
+#[Object(guard = "Reads(Class::Clinic)")]
 impl Client {
     pub async fn id(&self) -> ID {
         encode(NodeKind::Client, self.0.id)
@@ -96,7 +95,7 @@ impl Client {
 /// A provider or staff member.
 pub struct Staff(pub staff::Model);
 
-#[Object]
+#[Object(guard = "Reads(Class::Clinic)")]
 impl Staff {
     pub async fn id(&self) -> ID {
         encode(NodeKind::Staff, self.0.id)
@@ -128,7 +127,7 @@ impl Staff {
 /// A service (Chup service, vCita service, TimeTap reason).
 pub struct Service(pub service::Model);
 
-#[Object]
+#[Object(guard = "Reads(Class::Clinic)")]
 impl Service {
     pub async fn id(&self) -> ID {
         encode(NodeKind::Service, self.0.id)
@@ -155,7 +154,7 @@ impl Service {
 
 pub struct Location(pub location::Model);
 
-#[Object]
+#[Object(guard = "Reads(Class::Clinic)")]
 impl Location {
     pub async fn id(&self) -> ID {
         encode(NodeKind::Location, self.0.id)
@@ -178,7 +177,7 @@ impl Location {
 /// A Chup live-queue ticket (Chup's alert API calls it a visit).
 pub struct QueueEntry(pub queue_entry::Model);
 
-#[Object]
+#[Object(guard = "Reads(Class::Clinic)")]
 impl QueueEntry {
     pub async fn id(&self) -> ID {
         encode(NodeKind::QueueEntry, self.0.id)
@@ -249,7 +248,7 @@ impl QueueEntry {
 /// One transition of a queue ticket.
 pub struct QueueStateChange(pub queue_state_history::Model);
 
-#[Object]
+#[Object(guard = "Reads(Class::Clinic)")]
 impl QueueStateChange {
     async fn state(&self) -> QueueState {
         QueueState {
@@ -272,7 +271,7 @@ impl QueueStateChange {
 
 pub struct Appointment(pub appointment::Model);
 
-#[Object]
+#[Object(guard = "Reads(Class::Clinic)")]
 impl Appointment {
     pub async fn id(&self) -> ID {
         encode(NodeKind::Appointment, self.0.id)
@@ -334,6 +333,7 @@ impl Appointment {
 pub struct Visit(pub visit::Model);
 
 #[derive(SimpleObject, Clone)]
+#[graphql(guard = "Reads(Class::Clinic)")]
 pub struct VisitNote {
     pub id: Option<String>,
     /// new | signed | draft, as sent.
@@ -341,6 +341,7 @@ pub struct VisitNote {
 }
 
 #[derive(SimpleObject, Clone)]
+#[graphql(guard = "Reads(Class::Clinic)")]
 pub struct Invoice {
     pub id: Option<String>,
     /// pending | processing | paid | closed | forgiven | cancelled | failed | refunded, as sent.
@@ -351,7 +352,7 @@ pub struct Invoice {
     pub currency: Option<String>,
 }
 
-#[Object]
+#[Object(guard = "Reads(Class::Clinic)")]
 impl Visit {
     pub async fn id(&self) -> ID {
         encode(NodeKind::Visit, self.0.id)
@@ -418,7 +419,7 @@ impl Visit {
 /// A vCita payment.
 pub struct Payment(pub payment::Model);
 
-#[Object]
+#[Object(guard = "Reads(Class::Clinic)")]
 impl Payment {
     pub async fn id(&self) -> ID {
         encode(NodeKind::Payment, self.0.id)
@@ -458,6 +459,8 @@ impl Payment {
 pub struct WebhookEvent(pub webhook_event::Model);
 
 /// An entity a delivery touched, and how.
+// No type guard: ids and type names only, no clinic data, and it is reached only through a
+// guarded delivery (`read`) or an admin reprocess report (`admin`).
 #[derive(SimpleObject, Clone)]
 pub struct EntityChange {
     pub entity_type: String,
@@ -478,7 +481,7 @@ impl From<entity_lineage::Model> for EntityChange {
     }
 }
 
-#[Object]
+#[Object(guard = "Reads(Class::Clinic)")]
 impl WebhookEvent {
     pub async fn id(&self) -> ID {
         encode(NodeKind::WebhookEvent, self.0.id)
@@ -514,7 +517,7 @@ impl WebhookEvent {
         &self.0.body_sha256
     }
     /// The raw body as received (UTF-8, lossy); null once pruned by retention.
-    #[graphql(guard = "RequireScope(Scope::Admin)")]
+    #[graphql(guard = "Reads(Class::Admin)")]
     async fn raw_body(&self) -> Option<String> {
         self.0
             .body
@@ -522,7 +525,7 @@ impl WebhookEvent {
             .map(|bytes| String::from_utf8_lossy(bytes).into_owned())
     }
     /// Request headers as received, minus credentials.
-    #[graphql(guard = "RequireScope(Scope::Admin)")]
+    #[graphql(guard = "Reads(Class::Admin)")]
     async fn headers(&self) -> Json<serde_json::Value> {
         Json(self.0.headers.clone())
     }
@@ -536,11 +539,14 @@ impl WebhookEvent {
     }
 }
 
-/// An outbound patient alert through Chup.
+/// An outbound patient alert through Chup. Its receipt — id, status, attempts, idempotency key
+/// and times — is readable by a `write` key that sent it ([`Class::Receipt`]); the ticket, the
+/// visit id, the message and the vendor's error need `read`.
 pub struct Alert(pub alert::Model);
 
-#[Object]
+#[Object(guard = "Reads(Class::Clinic)")]
 impl Alert {
+    #[graphql(guard = "Reads(Class::Receipt)")]
     pub async fn id(&self) -> ID {
         encode(NodeKind::Alert, self.0.id)
     }
@@ -554,35 +560,44 @@ impl Alert {
     async fn message(&self) -> &str {
         &self.0.message
     }
+    #[graphql(guard = "Reads(Class::Receipt)")]
     async fn status(&self) -> AlertStatus {
         parse_stored(&self.0.status, AlertStatus::Pending)
     }
+    #[graphql(guard = "Reads(Class::Receipt)")]
     async fn attempts(&self) -> i32 {
         self.0.attempts
     }
     async fn last_error(&self) -> Option<&str> {
         self.0.last_error.as_deref()
     }
+    #[graphql(guard = "Reads(Class::Receipt)")]
     async fn idempotency_key(&self) -> &str {
         &self.0.idempotency_key
     }
+    #[graphql(guard = "Reads(Class::Receipt)")]
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
+    #[graphql(guard = "Reads(Class::Receipt)")]
     async fn sent_at(&self) -> Option<DateTime<Utc>> {
         self.0.sent_at
     }
 }
 
-/// A vCita webhook subscription managed through CareBridge.
+/// A vCita webhook subscription managed through CareBridge. Its id, event, status and
+/// verification time are a receipt ([`Class::Receipt`]) for the `write` key that made it; the
+/// target URL and vCita's error need `read`.
 pub struct VcitaSubscription(pub vcita_subscription::Model);
 
-#[Object]
+#[Object(guard = "Reads(Class::Clinic)")]
 impl VcitaSubscription {
+    #[graphql(guard = "Reads(Class::Receipt)")]
     pub async fn id(&self) -> ID {
         encode(NodeKind::VcitaSubscription, self.0.id)
     }
     /// `entity/event`, e.g. `client/created`.
+    #[graphql(guard = "Reads(Class::Receipt)")]
     async fn event(&self) -> &str {
         &self.0.event
     }
@@ -595,6 +610,7 @@ impl VcitaSubscription {
     async fn source_id(&self) -> Option<&str> {
         self.0.source_id.as_ref().map(|id| id.0.as_str())
     }
+    #[graphql(guard = "Reads(Class::Receipt)")]
     async fn status(&self) -> &str {
         &self.0.status
     }
@@ -606,6 +622,7 @@ impl VcitaSubscription {
             Err(_) => error.to_owned(),
         })
     }
+    #[graphql(guard = "Reads(Class::Receipt)")]
     async fn last_verified_at(&self) -> Option<DateTime<Utc>> {
         self.0.last_verified_at
     }
@@ -613,6 +630,7 @@ impl VcitaSubscription {
 
 /// One configured webhook endpoint of one vendor account: `POST /webhooks/{id}`.
 #[derive(SimpleObject, Clone)]
+#[graphql(guard = "Reads(Class::Clinic)")]
 pub struct Source {
     pub id: String,
     /// chup | vcita | vsee | timetap
@@ -627,7 +645,7 @@ pub struct Source {
 
 /// An item of the live event stream: something changed in the clinic.
 #[derive(SimpleObject, Clone)]
-#[graphql(complex)]
+#[graphql(complex, guard = "Reads(Class::Clinic)")]
 pub struct DomainEvent {
     /// Commit-ordered position; resume a subscription after it.
     pub cursor: String,
@@ -658,7 +676,7 @@ impl From<domain_event::Model> for DomainEvent {
     }
 }
 
-#[ComplexObject]
+#[ComplexObject(guard = "Reads(Class::Clinic)")]
 impl DomainEvent {
     /// The changed entity, as it is now.
     async fn entity(&self, ctx: &Context<'_>) -> ApiResult<Option<Node>> {
@@ -671,6 +689,7 @@ impl DomainEvent {
 
 /// One audit log entry.
 #[derive(SimpleObject, Clone)]
+#[graphql(guard = "Reads(Class::AdminReport)")]
 pub struct AuditEntry {
     pub at: DateTime<Utc>,
     /// The API key name (or `cli`).
