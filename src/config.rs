@@ -213,6 +213,9 @@ pub struct Limits {
     pub max_websocket_connections: usize,
     /// Active subscriptions on one websocket connection.
     pub max_subscriptions_per_connection: usize,
+    /// Answers waiting for one websocket client to read them (bytes); a client that lets more
+    /// pile up sends, or is sent, faster than it reads, and is closed with 4429.
+    pub ws_max_queued_bytes: usize,
 }
 
 impl Default for Limits {
@@ -226,6 +229,7 @@ impl Default for Limits {
             webhook_burst: 1000,
             max_websocket_connections: 20_000,
             max_subscriptions_per_connection: 50,
+            ws_max_queued_bytes: 256 * 1024,
         }
     }
 }
@@ -664,6 +668,7 @@ impl RawConfig {
             || self.limits.webhook_burst == 0
             || self.limits.max_websocket_connections == 0
             || self.limits.max_subscriptions_per_connection == 0
+            || self.limits.ws_max_queued_bytes == 0
         {
             return Err(invalid("limits", "limits must be greater than zero".into()));
         }
