@@ -243,6 +243,8 @@ async fn serve(state: AppState, protocol: Option<WebSocketProtocols>, socket: We
     metrics.websocket_connections.inc();
     let mut reported_subscriptions: i64 = 0;
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
+    // A loop held up under load pings once when it gets to it, not once per missed interval.
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut connection = Connection {
         protocol,
         caller,
@@ -294,6 +296,9 @@ async fn serve(state: AppState, protocol: Option<WebSocketProtocols>, socket: We
             break ending;
         }
     };
+    // Subscriptions end now (engine streams and shared memberships alike), not after the
+    // close handshake.
+    drop(engine);
     let Connection { mut outbox, .. } = connection;
     finish(ending, &mut outbox, &mut sink, &mut source, ping_every).await;
     metrics.subscriptions.sub(reported_subscriptions);
@@ -340,10 +345,11 @@ impl Ending {
     }
 }
 
-/// Ends a connection as `ending` says. A close frame gets one keep-alive interval to reach the
-/// client; meanwhile what the client still sends is read and dropped, so that its close reply
-/// can arrive and the socket closes cleanly (closing with unread input resets the connection,
-/// and the client may never see the frame). Past the interval the socket is simply dropped.
+/// Ends a connection as `ending` says. A close frame gets one keep-alive interval (`grace`) to
+/// reach the client and be answered; meanwhile what the client still sends is read and
+/// dropped, so that its close reply can arrive and the socket closes cleanly (closing with
+/// unread input resets the connection, and the client may never see the frame). Past the
+/// interval the socket is simply dropped.
 async fn finish(
     ending: Ending,
     outbox: &mut Outbox,
@@ -356,7 +362,9 @@ async fn finish(
         discard_queue,
     } = ending
     else {
-        // Send the close reply tungstenite queued if the socket takes it now; never wait.
+        // Nothing more can be said; only the close reply tungstenite queued goes, if the
+        // socket takes it now: never wait.
+        outbox.discard();
         if let Some(Err(error)) = outbox.flush(sink).now_or_never() {
             tracing::debug!(%error, "websocket gone before its close reply");
         }
@@ -365,21 +373,27 @@ async fn finish(
     if discard_queue {
         outbox.discard();
     }
-    if let Some(frame) = frame {
-        if let Err(Overflow) = outbox.push(frame.clone()) {
-            outbox.discard();
-            if outbox.push(frame).is_err() {
-                return; // an empty outbox takes any one message
-            }
+    // Without a frame there is no close reply to wait for: done once what waits is written.
+    let awaits_reply = frame.is_some();
+    if let Some(frame) = frame
+        && outbox.push(frame.clone()).is_err()
+    {
+        // No room behind what waits: the client is not reading it, so the frame goes alone.
+        outbox.discard();
+        if outbox.push(frame).is_err() {
+            return; // an empty outbox takes any one message
         }
     }
     let deadline = tokio::time::sleep(grace);
     tokio::pin!(deadline);
     loop {
         let waiting = outbox.is_waiting();
+        if !waiting && !awaits_reply {
+            return;
+        }
         tokio::select! {
             _ = &mut deadline => {
-                tracing::info!("websocket dropped: the client did not take its close frame");
+                tracing::info!("websocket dropped: the client did not complete the close in time");
                 return;
             }
             written = outbox.flush(sink), if waiting => {
@@ -434,7 +448,7 @@ impl Connection {
 
     /// Passes a client message to the engine without waiting: if its input is full, the
     /// message is held and the loop stops reading until the engine has room.
-    fn to_engine(&mut self, message: Vec<u8>) -> Flow {
+    fn pass_to_engine(&mut self, message: Vec<u8>) -> Flow {
         match self.to_engine.try_send(message) {
             Ok(()) => Flow::Continue,
             Err(mpsc::error::TrySendError::Full(message)) => {
@@ -499,7 +513,7 @@ impl Connection {
             }
             _ => {}
         }
-        self.to_engine(text.as_bytes().to_vec())
+        self.pass_to_engine(text.as_bytes().to_vec())
     }
 
     fn on_engine(&mut self, outgoing: Option<WsMessage>) -> Flow {

@@ -18,9 +18,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message};
 
-use crate::helpers::{
-    READ_KEY, TestApp, fixture, post_webhook, spawn_app_with, test_config_toml,
-};
+use crate::helpers::{READ_KEY, TestApp, fixture, post_webhook, spawn_app_with, test_config_toml};
 
 const TRANSPORT_WS: &str = "graphql-transport-ws";
 const LEGACY_WS: &str = "graphql-ws";
@@ -277,7 +275,10 @@ async fn subscribe_a_thousand(app: &TestApp, protocol: &str, tickets: u64) -> So
             let cap = format!("at most {SUBSCRIPTION_CAP}");
             assert!(message.to_string().contains(&cap), "{message}");
             let number = id(&message);
-            assert!(number >= SUBSCRIPTION_CAP, "only those above the cap: {message}");
+            assert!(
+                number >= SUBSCRIPTION_CAP,
+                "only those above the cap: {message}"
+            );
             assert!(refused.insert(number), "refused once: {message}");
         }
         // The accepted ones are live from when the engine first polls them: post tickets
@@ -291,7 +292,10 @@ async fn subscribe_a_thousand(app: &TestApp, protocol: &str, tickets: u64) -> So
             ticket += 1;
             let batch = Instant::now() + Duration::from_secs(1);
             while let Ok(message) = tokio::time::timeout_at(batch, next_json(&mut reader)).await {
-                assert!(matches!(message["type"].as_str(), Some("next" | "data")), "{message}");
+                assert!(
+                    matches!(message["type"].as_str(), Some("next" | "data")),
+                    "{message}"
+                );
                 assert!(message["payload"].get("errors").is_none(), "{message}");
                 delivered.insert(id(&message));
             }
@@ -303,8 +307,7 @@ async fn subscribe_a_thousand(app: &TestApp, protocol: &str, tickets: u64) -> So
 }
 
 #[tokio::test]
-async fn a_thousand_subscribes_at_once_are_refused_above_the_cap_and_the_connection_stays_usable()
-{
+async fn a_thousand_subscribes_at_once_are_refused_above_the_cap_and_the_connection_stays_usable() {
     let cap = format!("max_subscriptions_per_connection = {SUBSCRIPTION_CAP}");
     let app = spawn_app_with(&config(2, &cap)).await;
     let (mut current, legacy) = tokio::join!(
@@ -340,8 +343,7 @@ async fn subscribe_screens(socket: &mut Socket, protocol: &str, count: usize) {
         "start"
     };
     for n in 0..count {
-        let subscribe =
-            json!({"id": n.to_string(), "type": kind, "payload": {"query": SCREEN}});
+        let subscribe = json!({"id": n.to_string(), "type": kind, "payload": {"query": SCREEN}});
         socket.feed(text(subscribe)).await.expect("subscribe");
     }
     socket.flush().await.expect("flush");

@@ -159,7 +159,11 @@ mod tests {
         assert_eq!(outbox.push(text("x")), Err(Overflow));
 
         let mut small = Outbox::new(1);
-        assert_eq!(small.push(text(&"x".repeat(10_000))), Ok(()), "one always fits");
+        assert_eq!(
+            small.push(text(&"x".repeat(10_000))),
+            Ok(()),
+            "one always fits"
+        );
         assert_eq!(small.push(text("x")), Err(Overflow));
         small.discard();
         assert!(!small.is_waiting());
@@ -175,7 +179,10 @@ mod tests {
         }
         assert!(outbox.is_waiting());
         let mut sink: Vec<Message> = Vec::new();
-        outbox.flush(&mut sink).await.expect("a Vec takes everything");
+        outbox
+            .flush(&mut sink)
+            .await
+            .expect("a Vec takes everything");
         assert_eq!(sink, vec![text("a"), text("b"), text("c")]);
         assert!(!outbox.is_waiting());
         assert_eq!(outbox.stalled_for(), Duration::ZERO);
@@ -185,8 +192,15 @@ mod tests {
         let ping = Message::Ping(Vec::new().into());
         outbox.push_first(ping.clone()).expect("room for a ping");
         let mut sink: Vec<Message> = Vec::new();
-        outbox.flush(&mut sink).await.expect("a Vec takes everything");
-        assert_eq!(sink, vec![ping, text("d"), text("e")], "the ping goes first");
+        outbox
+            .flush(&mut sink)
+            .await
+            .expect("a Vec takes everything");
+        assert_eq!(
+            sink,
+            vec![ping, text("d"), text("e")],
+            "the ping goes first"
+        );
     }
 
     #[tokio::test]
@@ -201,7 +215,11 @@ mod tests {
         assert!(attempt.is_err(), "the flush waits for the sink");
         assert!(outbox.is_waiting());
         assert!(outbox.stalled_for() > Duration::ZERO);
-        assert_eq!(outbox.queue.len(), 3, "nothing was lost when the flush was dropped");
+        assert_eq!(
+            outbox.queue.len(),
+            3,
+            "nothing was lost when the flush was dropped"
+        );
     }
 
     /// A socket whose peer never reads.
