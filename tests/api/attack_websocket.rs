@@ -246,8 +246,8 @@ const SUBSCRIPTION_CAP: usize = 500;
 
 /// 1,000 live subscribes written at once, each with request extensions so that it runs on the
 /// connection's own engine (not a shared execution): the first 500 run, the other 500 are
-/// refused in the protocol's words, and every one that runs then delivers events. `tickets`
-/// numbers the webhooks this client posts.
+/// refused in the protocol's words, every one that runs then delivers events, and all 1,000
+/// ended at once are answered. `tickets` numbers the webhooks this client posts.
 async fn subscribe_a_thousand(app: &TestApp, protocol: &str, tickets: u64) -> Socket {
     let kind = if protocol == TRANSPORT_WS {
         "subscribe"
@@ -304,6 +304,37 @@ async fn subscribe_a_thousand(app: &TestApp, protocol: &str, tickets: u64) -> So
             };
             tokio::join!(new_ticket(app, ticket), read);
             ticket += 1;
+        }
+        server_ping(&mut reader).await;
+    };
+    tokio::join!(send, receive);
+    // Then all 1,000 ended at once: the engine answers each stop of a running stream with
+    // `complete` (one answer per message, as for pings), and ignores the refused ones.
+    let stop = if protocol == TRANSPORT_WS {
+        "complete"
+    } else {
+        "stop"
+    };
+    let send = async {
+        for n in 0..1_000 {
+            let end = json!({"id": format!("s{n}"), "type": stop});
+            writer.feed(text(end)).await.expect("stop");
+        }
+        writer.flush().await.expect("flush");
+    };
+    let receive = async {
+        let mut completed = HashSet::new();
+        while completed.len() < SUBSCRIPTION_CAP {
+            let message = next_json(&mut reader).await;
+            match message["type"].as_str() {
+                Some("complete") => {
+                    let number = id(&message);
+                    assert!(number < SUBSCRIPTION_CAP, "{message}");
+                    assert!(completed.insert(number), "completed once: {message}");
+                }
+                Some("next" | "data") => {} // an event that was on its way
+                _ => panic!("unexpected {message}"),
+            }
         }
         server_ping(&mut reader).await;
     };
