@@ -223,6 +223,9 @@ pub struct Limits {
     /// A keep-alive connection with no request in flight is closed after this long, as is one
     /// whose client stops reading its response.
     pub idle_timeout_secs: u64,
+    /// Answers waiting for one websocket client to read them (bytes); a client that lets more
+    /// pile up sends, or is sent, faster than it reads, and is closed with 4429.
+    pub ws_max_queued_bytes: usize,
 }
 
 /// Above any file-descriptor limit a host grants; keeps the slot count a `u32`.
@@ -242,6 +245,7 @@ impl Default for Limits {
             max_connections: 1024,
             header_read_timeout_secs: 20,
             idle_timeout_secs: 60,
+            ws_max_queued_bytes: 256 * 1024,
         }
     }
 }
@@ -683,6 +687,7 @@ impl RawConfig {
             || self.limits.max_connections == 0
             || self.limits.header_read_timeout_secs == 0
             || self.limits.idle_timeout_secs == 0
+            || self.limits.ws_max_queued_bytes == 0
         {
             return Err(invalid("limits", "limits must be greater than zero".into()));
         }

@@ -6,16 +6,27 @@
 //!   socket with 4403 (4401 if the first message is not `connection_init`);
 //! - a malformed protocol message closes with 4400 and the reason; an unknown subprotocol with
 //!   4406;
+//! - one task per connection, and nothing in it waits on something only it could unblock: the
+//!   socket is read, the engine polled, shared subscriptions drained and the keep-alive run
+//!   whatever the client does. Everything written goes through a bounded [`Outbox`]; a client
+//!   that lets more than `ws_max_queued_bytes` of answers pile up (it sends, or is sent, faster
+//!   than it reads) is closed with 4429;
 //! - the server pings every `ws_ping_interval_secs` and closes (4408) a connection that has
-//!   sent nothing, not even a pong, for two intervals;
+//!   sent nothing, not even a pong, for two intervals, or has read nothing for two intervals
+//!   while answers waited; a closing client gets one interval to take its close frame, then
+//!   the socket is dropped. A client that closes or vanishes ends the task at once, and its
+//!   `max_websocket_connections` slot with it;
 //! - read/write buffers of a few KiB per connection instead of the 128 KiB default, because an
-//!   idle dashboard connection should cost kilobytes;
+//!   idle dashboard connection should cost kilobytes (the outbox allocates nothing while idle);
 //! - a live-only subscription identical to others (same query, variables and scopes) does not
 //!   run on this connection's engine: it joins the shared execution of `live`, and this loop
 //!   writes the group's payload under the subscription's id. Ten thousand screens on one queue
 //!   then cost one execution per event, not ten thousand. A member that falls behind gets an
 //!   `error` (code `LAGGED`) and ends. Everything else goes through the engine as before.
 
+mod outbox;
+
+use std::collections::HashSet;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
@@ -24,11 +35,13 @@ use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, ClientMessage, WebSocketProto
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::http::HeaderMap;
 use axum::response::Response;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{FutureExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio_stream::StreamMap;
 use tokio_stream::wrappers::ReceiverStream;
 
+use self::outbox::{Outbox, Overflow};
 use super::live;
 use crate::auth::{self, Caller};
 use crate::startup::AppState;
@@ -39,6 +52,9 @@ const INIT_TIMEOUT: Duration = Duration::from_secs(10);
 const BUFFER_BYTES: usize = 4 * 1024;
 /// Largest client message accepted (a subscribe with its query).
 const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+/// Client messages waiting for the engine. The engine takes everything waiting each time the
+/// loop polls it, so this only smooths bursts; when full, reading pauses until it has room.
+const ENGINE_INPUT: usize = 16;
 
 /// `permit` is this connection's slot among `max_websocket_connections`; it is released when
 /// the connection ends.
@@ -170,35 +186,39 @@ async fn caller_from_init(state: &AppState, text: &str) -> Option<Caller> {
     }
 }
 
+/// The socket's halves. Both are polled by the one connection task: no task per connection.
+type SocketSink = SplitSink<WebSocket, Message>;
+type SocketSource = SplitStream<WebSocket>;
+
 async fn serve(state: AppState, protocol: Option<WebSocketProtocols>, socket: WebSocket) {
     let (mut sink, mut source) = socket.split();
+    let ping_every = Duration::from_secs(state.config.limits.ws_ping_interval_secs);
+    let mut outbox = Outbox::new(state.config.limits.ws_max_queued_bytes);
+    let refuse = |code: u16, reason: &'static str| Ending::Close {
+        frame: Some(close(code, reason)),
+        discard_queue: false,
+    };
     let Some(protocol) = protocol else {
-        let _closing = sink.send(close(4406, "Subprotocol not acceptable")).await;
-        return;
+        let ending = refuse(4406, "Subprotocol not acceptable");
+        return finish(ending, &mut outbox, &mut sink, &mut source, ping_every).await;
     };
 
     let first = match tokio::time::timeout(INIT_TIMEOUT, source.next()).await {
         Ok(Some(Ok(Message::Text(text)))) => text.to_string(),
         Ok(_) => return,
         Err(_elapsed) => {
-            let _closing = sink
-                .send(close(4408, "Connection initialisation timeout"))
-                .await;
-            return;
+            let ending = refuse(4408, "Connection initialisation timeout");
+            return finish(ending, &mut outbox, &mut sink, &mut source, ping_every).await;
         }
     };
     if !matches!(message_type(&first, protocol), Ok((kind, _)) if kind == "connection_init") {
-        let _closing = sink
-            .send(close(4401, "Unauthorized: send connection_init first"))
-            .await;
-        return;
+        let ending = refuse(4401, "Unauthorized: send connection_init first");
+        return finish(ending, &mut outbox, &mut sink, &mut source, ping_every).await;
     }
     let Some(caller) = caller_from_init(&state, &first).await else {
         tracing::warn!("websocket refused: missing or unknown API key");
-        let _closing = sink
-            .send(close(4403, "Forbidden: unknown or missing API key"))
-            .await;
-        return;
+        let ending = refuse(4403, "Forbidden: unknown or missing API key");
+        return finish(ending, &mut outbox, &mut sink, &mut source, ping_every).await;
     };
 
     // Connection data: only the caller. Nested loads go through the schema's process-wide
@@ -207,9 +227,9 @@ async fn serve(state: AppState, protocol: Option<WebSocketProtocols>, socket: We
     let mut data = Data::default();
     data.insert(caller.clone());
 
-    let (to_engine, engine_input) = mpsc::channel::<Vec<u8>>(16);
-    if to_engine.send(first.into_bytes()).await.is_err() {
-        return;
+    let (to_engine, engine_input) = mpsc::channel::<Vec<u8>>(ENGINE_INPUT);
+    if to_engine.try_send(first.into_bytes()).is_err() {
+        return; // an empty channel whose receiver is right here: cannot happen
     }
     let mut engine = async_graphql::http::WebSocket::new(
         state.schema.clone(),
@@ -222,135 +242,341 @@ async fn serve(state: AppState, protocol: Option<WebSocketProtocols>, socket: We
     let metrics = state.metrics.clone();
     metrics.websocket_connections.inc();
     let mut reported_subscriptions: i64 = 0;
-    let ping_every = Duration::from_secs(state.config.limits.ws_ping_interval_secs);
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
-    let mut last_heard = Instant::now();
-    let max_subscriptions = state.config.limits.max_subscriptions_per_connection;
-    // Ids of this connection's running subscriptions, on the engine or shared.
-    let mut active: std::collections::HashSet<String> = std::collections::HashSet::new();
-    // This connection's memberships of shared live subscriptions, by subscription id. A
-    // `StreamMap` polls them all from this one task: no task or channel per subscription.
-    let mut shared: StreamMap<String, live::Member> = StreamMap::new();
-    // Subscriptions are shared only once the engine has acknowledged `connection_init`, so a
-    // client that subscribes before the ack gets the engine's behaviour, in order.
-    let mut acknowledged = false;
-    loop {
-        let running = active.len() as i64;
+    // A loop held up under load pings once when it gets to it, not once per missed interval.
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut connection = Connection {
+        protocol,
+        caller,
+        live: state.live.clone(),
+        max_subscriptions: state.config.limits.max_subscriptions_per_connection,
+        ping_every,
+        last_heard: Instant::now(),
+        active: HashSet::new(),
+        shared: StreamMap::new(),
+        acknowledged: false,
+        outbox,
+        to_engine,
+        held: None,
+    };
+    // No branch awaits anything only this loop could unblock: the socket is written by the
+    // outbox branch, the engine's input takes at most one held message (reading pauses until
+    // the engine, polled here, makes room), and every other branch only queues.
+    let ending = loop {
+        let running = connection.active.len() as i64;
         if running != reported_subscriptions {
             // Only on change: the gauge is one atomic shared by every connection, and this loop
             // turns once per delivery on every subscribed connection at the same moment.
             metrics.subscriptions.add(running - reported_subscriptions);
             reported_subscriptions = running;
         }
+        let waiting = connection.outbox.is_waiting();
+        let holding = connection.held.is_some();
+        let flow = tokio::select! {
+            written = connection.outbox.flush(&mut sink), if waiting => match written {
+                Ok(()) => Flow::Continue,
+                Err(_gone) => Flow::Stop(Ending::Gone),
+            },
+            // An owned permit (a clone of the sender) so that it borrows nothing.
+            room = connection.to_engine.clone().reserve_owned(), if holding => match (room, connection.held.take()) {
+                (Ok(room), Some(message)) => {
+                    room.send(message);
+                    Flow::Continue
+                }
+                _ => Flow::Stop(Ending::Gone),
+            },
+            incoming = source.next(), if !holding => connection.on_client(incoming),
+            outgoing = engine.next() => connection.on_engine(outgoing),
+            Some((id, delivery)) = connection.shared.next(), if !connection.shared.is_empty() => {
+                connection.on_shared(id, delivery)
+            }
+            _ = ping.tick() => connection.on_tick(),
+        };
+        if let Flow::Stop(ending) = flow {
+            break ending;
+        }
+    };
+    // Subscriptions end now (engine streams and shared memberships alike), not after the
+    // close handshake.
+    drop(engine);
+    let Connection { mut outbox, .. } = connection;
+    finish(ending, &mut outbox, &mut sink, &mut source, ping_every).await;
+    metrics.subscriptions.sub(reported_subscriptions);
+    metrics.websocket_connections.dec();
+}
+
+/// Whether the loop goes on.
+enum Flow {
+    Continue,
+    Stop(Ending),
+}
+
+/// How a connection ends.
+enum Ending {
+    /// The client closed, went away or broke the socket: nothing more can be said, and the
+    /// slot is given back at once.
+    Gone,
+    /// Send what waits (none of it when `discard_queue`: the client is not reading it), then
+    /// `frame` if any, and end.
+    Close {
+        frame: Option<Message>,
+        discard_queue: bool,
+    },
+}
+
+impl Ending {
+    /// The client sends faster than it reads (or is sent more than it reads).
+    fn flooded() -> Ending {
+        Ending::Close {
+            frame: Some(close(
+                4429,
+                "Too many messages: the client sends faster than it reads",
+            )),
+            discard_queue: true,
+        }
+    }
+
+    /// The client is unresponsive: the answers it would get are dropped, the frame says why.
+    fn timed_out(reason: &str) -> Ending {
+        Ending::Close {
+            frame: Some(close(4408, reason)),
+            discard_queue: true,
+        }
+    }
+}
+
+/// Ends a connection as `ending` says. A close frame gets one keep-alive interval (`grace`) to
+/// reach the client and be answered; meanwhile what the client still sends is read and
+/// dropped, so that its close reply can arrive and the socket closes cleanly (closing with
+/// unread input resets the connection, and the client may never see the frame). Past the
+/// interval the socket is simply dropped.
+async fn finish(
+    ending: Ending,
+    outbox: &mut Outbox,
+    sink: &mut SocketSink,
+    source: &mut SocketSource,
+    grace: Duration,
+) {
+    let Ending::Close {
+        frame,
+        discard_queue,
+    } = ending
+    else {
+        // Nothing more can be said; only the close reply tungstenite queued goes, if the
+        // socket takes it now: never wait.
+        outbox.discard();
+        if let Some(Err(error)) = outbox.flush(sink).now_or_never() {
+            tracing::debug!(%error, "websocket gone before its close reply");
+        }
+        return;
+    };
+    if discard_queue {
+        outbox.discard();
+    }
+    // Without a frame there is no close reply to wait for: done once what waits is written.
+    let awaits_reply = frame.is_some();
+    if let Some(frame) = frame
+        && outbox.push(frame.clone()).is_err()
+    {
+        // No room behind what waits: the client is not reading it, so the frame goes alone.
+        outbox.discard();
+        if outbox.push(frame).is_err() {
+            return; // an empty outbox takes any one message
+        }
+    }
+    let deadline = tokio::time::sleep(grace);
+    tokio::pin!(deadline);
+    loop {
+        let waiting = outbox.is_waiting();
+        if !waiting && !awaits_reply {
+            return;
+        }
         tokio::select! {
-            incoming = source.next() => {
-                last_heard = Instant::now();
-                match incoming {
-                    Some(Ok(Message::Text(text))) => {
-                        let (kind, id) = match message_type(&text, protocol) {
-                            Ok(parsed) => parsed,
-                            Err(reason) => {
-                                let _closing = sink.send(close(4400, &reason)).await;
-                                break;
-                            }
-                        };
-                        match (kind.as_str(), id) {
-                            ("subscribe" | "start", Some(id)) if !active.contains(&id) => {
-                                if active.len() >= max_subscriptions {
-                                    let message = format!("at most {max_subscriptions} subscriptions per connection");
-                                    if sink.send(refusal(protocol, &id, &message)).await.is_err() {
-                                        break;
-                                    }
-                                    continue;
-                                }
-                                if acknowledged && let Some((key, request)) = shareable(&text, &caller) {
-                                    shared.insert(id.clone(), state.live.join(key, request));
-                                    active.insert(id);
-                                    continue;
-                                }
-                                active.insert(id);
-                            }
-                            ("subscribe" | "start", Some(id)) => {
-                                // A second subscribe under a running id: the engine replaces
-                                // its stream with the new one, so a shared one is replaced too.
-                                shared.remove(&id);
-                            }
-                            ("complete" | "stop", Some(id)) => {
-                                active.remove(&id);
-                                if shared.remove(&id).is_some() {
-                                    // As the engine answers a stop of a running stream.
-                                    if sink.send(complete(&id)).await.is_err() {
-                                        break;
-                                    }
-                                    continue;
-                                }
-                            }
-                            _ => {}
-                        }
-                        if to_engine.send(text.as_bytes().to_vec()).await.is_err() {
-                            break;
-                        }
-                    }
-                    Some(Ok(Message::Binary(_))) => {
-                        let _closing = sink.send(close(4400, "binary messages are not part of the protocol")).await;
-                        break;
-                    }
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
+            _ = &mut deadline => {
+                tracing::info!("websocket dropped: the client did not complete the close in time");
+                return;
+            }
+            written = outbox.flush(sink), if waiting => {
+                if written.is_err() {
+                    return;
                 }
             }
-            outgoing = engine.next() => {
-                let message = match outgoing {
-                    Some(WsMessage::Text(text)) => {
-                        if let Some(id) = ended_subscription(&text) {
-                            active.remove(&id);
-                        }
-                        if !acknowledged && text.contains(r#""type":"connection_ack""#) {
-                            acknowledged = true;
-                        }
-                        Message::Text(text.into())
-                    }
-                    Some(WsMessage::Close(code, reason)) => close(code, &reason),
-                    None => break,
-                };
-                let closing = matches!(message, Message::Close(_));
-                if sink.send(message).await.is_err() || closing {
-                    break;
-                }
-            }
-            Some((id, delivery)) = shared.next(), if !shared.is_empty() => {
-                let message = match delivery {
-                    live::Delivery::Payload(payload) => next(protocol, &id, &payload),
-                    live::Delivery::Lagged(missed) => {
-                        tracing::info!(missed, "a shared subscriber fell behind; ending it");
-                        shared.remove(&id);
-                        active.remove(&id);
-                        lagged(protocol, &id, missed)
-                    }
-                    live::Delivery::Ended => {
-                        shared.remove(&id);
-                        active.remove(&id);
-                        complete(&id)
-                    }
-                };
-                if sink.send(message).await.is_err() {
-                    break;
-                }
-            }
-            _ = ping.tick() => {
-                if last_heard.elapsed() > ping_every * 2 {
-                    tracing::info!("websocket closed: no answer to keep-alive pings");
-                    let _closing = sink.send(close(4408, "keep-alive timeout")).await;
-                    break;
-                }
-                if sink.send(Message::Ping(Vec::new().into())).await.is_err() {
-                    break;
-                }
+            incoming = source.next() => match incoming {
+                Some(Ok(Message::Close(_)) | Err(_)) | None => return,
+                Some(Ok(_ignored_while_closing)) => {}
+            },
+        }
+    }
+}
+
+/// One connection's state outside the engine and the socket.
+struct Connection {
+    protocol: WebSocketProtocols,
+    caller: Caller,
+    live: live::LiveHub,
+    max_subscriptions: usize,
+    ping_every: Duration,
+    /// When the client last sent anything, pongs included.
+    last_heard: Instant,
+    /// Ids of this connection's running subscriptions, on the engine or shared.
+    active: HashSet<String>,
+    /// This connection's memberships of shared live subscriptions, by subscription id. A
+    /// `StreamMap` polls them all from this one task: no task or channel per subscription.
+    shared: StreamMap<String, live::Member>,
+    /// Subscriptions are shared only once the engine has acknowledged `connection_init`, so a
+    /// client that subscribes before the ack gets the engine's behaviour, in order.
+    acknowledged: bool,
+    /// Everything written to the client goes through here (see `outbox`).
+    outbox: Outbox,
+    /// The engine's input. Bounded, and never awaited by the loop's reading branch: a message
+    /// that finds it full is `held` and reading pauses until the engine takes it.
+    to_engine: mpsc::Sender<Vec<u8>>,
+    held: Option<Vec<u8>>,
+}
+
+impl Connection {
+    /// Queues `message` for the client; a client that lets too much pile up is closed.
+    fn send(&mut self, message: Message) -> Flow {
+        match self.outbox.push(message) {
+            Ok(()) => Flow::Continue,
+            Err(Overflow) => {
+                tracing::info!("websocket closed: the client sends faster than it reads");
+                Flow::Stop(Ending::flooded())
             }
         }
     }
-    metrics.subscriptions.sub(reported_subscriptions);
-    metrics.websocket_connections.dec();
+
+    /// Passes a client message to the engine without waiting: if its input is full, the
+    /// message is held and the loop stops reading until the engine has room.
+    fn pass_to_engine(&mut self, message: Vec<u8>) -> Flow {
+        match self.to_engine.try_send(message) {
+            Ok(()) => Flow::Continue,
+            Err(mpsc::error::TrySendError::Full(message)) => {
+                self.held = Some(message);
+                Flow::Continue
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Flow::Stop(Ending::Gone),
+        }
+    }
+
+    fn on_client(&mut self, incoming: Option<Result<Message, axum::Error>>) -> Flow {
+        self.last_heard = Instant::now();
+        let text = match incoming {
+            Some(Ok(Message::Text(text))) => text,
+            Some(Ok(Message::Binary(_))) => {
+                return Flow::Stop(Ending::Close {
+                    frame: Some(close(4400, "binary messages are not part of the protocol")),
+                    discard_queue: false,
+                });
+            }
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => return Flow::Continue,
+            Some(Ok(Message::Close(_)) | Err(_)) | None => return Flow::Stop(Ending::Gone),
+        };
+        let (kind, id) = match message_type(&text, self.protocol) {
+            Ok(parsed) => parsed,
+            Err(reason) => {
+                return Flow::Stop(Ending::Close {
+                    frame: Some(close(4400, &reason)),
+                    discard_queue: false,
+                });
+            }
+        };
+        match (kind.as_str(), id) {
+            ("subscribe" | "start", Some(id)) if !self.active.contains(&id) => {
+                if self.active.len() >= self.max_subscriptions {
+                    let message = format!(
+                        "at most {} subscriptions per connection",
+                        self.max_subscriptions
+                    );
+                    return self.send(refusal(self.protocol, &id, &message));
+                }
+                if self.acknowledged
+                    && let Some((key, request)) = shareable(&text, &self.caller)
+                {
+                    self.shared.insert(id.clone(), self.live.join(key, request));
+                    self.active.insert(id);
+                    return Flow::Continue;
+                }
+                self.active.insert(id);
+            }
+            ("subscribe" | "start", Some(id)) => {
+                // A second subscribe under a running id: the engine replaces its stream with
+                // the new one, so a shared one is replaced too.
+                self.shared.remove(&id);
+            }
+            ("complete" | "stop", Some(id)) => {
+                self.active.remove(&id);
+                if self.shared.remove(&id).is_some() {
+                    // As the engine answers a stop of a running stream.
+                    return self.send(complete(&id));
+                }
+            }
+            _ => {}
+        }
+        self.pass_to_engine(text.as_bytes().to_vec())
+    }
+
+    fn on_engine(&mut self, outgoing: Option<WsMessage>) -> Flow {
+        match outgoing {
+            Some(WsMessage::Text(text)) => {
+                if let Some(id) = ended_subscription(&text) {
+                    self.active.remove(&id);
+                }
+                if !self.acknowledged && text.contains(r#""type":"connection_ack""#) {
+                    self.acknowledged = true;
+                }
+                self.send(Message::Text(text.into()))
+            }
+            Some(WsMessage::Close(code, reason)) => Flow::Stop(Ending::Close {
+                frame: Some(close(code, &reason)),
+                discard_queue: false,
+            }),
+            // The engine is done (a legacy `connection_terminate`, or after its own error):
+            // what it said still goes out.
+            None => Flow::Stop(Ending::Close {
+                frame: None,
+                discard_queue: false,
+            }),
+        }
+    }
+
+    fn on_shared(&mut self, id: String, delivery: live::Delivery) -> Flow {
+        let message = match delivery {
+            live::Delivery::Payload(payload) => next(self.protocol, &id, &payload),
+            live::Delivery::Lagged(missed) => {
+                tracing::info!(missed, "a shared subscriber fell behind; ending it");
+                self.shared.remove(&id);
+                self.active.remove(&id);
+                lagged(self.protocol, &id, missed)
+            }
+            live::Delivery::Ended => {
+                self.shared.remove(&id);
+                self.active.remove(&id);
+                complete(&id)
+            }
+        };
+        self.send(message)
+    }
+
+    /// The keep-alive: a client that has sent nothing, or read nothing while answers waited,
+    /// for two intervals is unresponsive; any other gets a ping.
+    fn on_tick(&mut self) -> Flow {
+        let patience = self.ping_every * 2;
+        if self.last_heard.elapsed() > patience {
+            tracing::info!("websocket closed: no answer to keep-alive pings");
+            return Flow::Stop(Ending::timed_out("keep-alive timeout"));
+        }
+        if self.outbox.stalled_for() > patience {
+            tracing::info!("websocket closed: the client stopped reading");
+            return Flow::Stop(Ending::timed_out(
+                "keep-alive timeout: the client stopped reading",
+            ));
+        }
+        match self.outbox.push_first(Message::Ping(Vec::new().into())) {
+            Ok(()) => Flow::Continue,
+            Err(Overflow) => Flow::Stop(Ending::flooded()),
+        }
+    }
 }
 
 /// The share key of a `subscribe`/`start` message's request, and the request, when it may share
