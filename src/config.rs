@@ -213,6 +213,23 @@ pub struct Limits {
     pub max_websocket_connections: usize,
     /// Active subscriptions on one websocket connection.
     pub max_subscriptions_per_connection: usize,
+    /// GraphQL cost of one operation: every field counts 1, every list its page size (or
+    /// maximum) times its fields (400 `QUERY_TOO_COMPLEX` above it). See `graphql::limits`.
+    pub max_query_complexity: usize,
+    /// GraphQL nesting depth of one operation (400 `QUERY_TOO_COMPLEX` above it).
+    pub max_query_depth: usize,
+    /// Root fields of one operation, aliases and fragments included: each may be its own
+    /// database query, run in parallel (400 `QUERY_TOO_COMPLEX` above it).
+    pub max_root_fields: usize,
+    /// Fields in any one selection set, aliases and fragments included (400
+    /// `QUERY_TOO_COMPLEX` above it).
+    pub max_selection_fields: usize,
+    /// GraphQL operations one API key may run at once, HTTP and websockets together (429
+    /// `RATE_LIMITED` with Retry-After over HTTP, an `error` for that operation over websockets).
+    pub max_concurrent_requests_per_key: usize,
+    /// A GraphQL query running longer is stopped, its database work cancelled (503
+    /// `QUERY_TIMEOUT`).
+    pub graphql_timeout_secs: u64,
 }
 
 impl Default for Limits {
@@ -226,6 +243,12 @@ impl Default for Limits {
             webhook_burst: 1000,
             max_websocket_connections: 20_000,
             max_subscriptions_per_connection: 50,
+            max_query_complexity: 5_000,
+            max_query_depth: 15,
+            max_root_fields: 20,
+            max_selection_fields: 100,
+            max_concurrent_requests_per_key: 8,
+            graphql_timeout_secs: 10,
         }
     }
 }
@@ -664,6 +687,12 @@ impl RawConfig {
             || self.limits.webhook_burst == 0
             || self.limits.max_websocket_connections == 0
             || self.limits.max_subscriptions_per_connection == 0
+            || self.limits.max_query_complexity == 0
+            || self.limits.max_query_depth == 0
+            || self.limits.max_root_fields == 0
+            || self.limits.max_selection_fields == 0
+            || self.limits.max_concurrent_requests_per_key == 0
+            || self.limits.graphql_timeout_secs == 0
         {
             return Err(invalid("limits", "limits must be greater than zero".into()));
         }

@@ -1,7 +1,8 @@
 //! The GraphQL API: schema construction (with depth and complexity limits) and `/graphql` over
 //! HTTP per the GraphQL-over-HTTP spec: POST `application/json`, GET for queries only, the
 //! `application/graphql-response+json` media type with 4xx for request errors, plain
-//! `application/json` (always 200) for older clients.
+//! `application/json` (200 for request errors) for older clients. Refusals for cost or rate
+//! (`limits`) are 4xx on both: nothing ran.
 //!
 //! Every request needs an API key (`Authorization: Bearer …`): none or unknown is 401 with an
 //! `UNAUTHENTICATED` error before anything runs; fields above the key's scopes are `FORBIDDEN`
@@ -13,6 +14,7 @@ mod error;
 mod filters;
 mod guard;
 mod ids;
+mod limits;
 mod live;
 mod loaders;
 mod mutation;
@@ -46,17 +48,9 @@ pub use subscription::Subscription;
 
 pub type CareBridgeSchema = Schema<Query, Mutation, Subscription>;
 
-/// Deep enough for the GraphiQL introspection query (depth 13), too shallow for a query that
-/// walks client → appointments → client … without end.
-pub const MAX_DEPTH: usize = 15;
-/// Connections count `first × child complexity`, so a page of 100 with a few nested fields is
-/// fine and nested pages of 100 are not.
-pub const MAX_COMPLEXITY: usize = 5_000;
-
+/// The schema without its limits (see `limits`; `build` adds them from the config).
 pub fn schema_builder() -> async_graphql::SchemaBuilder<Query, Mutation, Subscription> {
     Schema::build(Query::default(), Mutation::default(), Subscription)
-        .limit_depth(MAX_DEPTH)
-        .limit_complexity(MAX_COMPLEXITY)
 }
 
 /// The schema as served: the database, config, event bus and the process-wide live loader
@@ -68,6 +62,7 @@ pub fn build(
     outbound: crate::outbound::Outbound,
 ) -> CareBridgeSchema {
     schema_builder()
+        .extension(limits::CostLimits::new(&config.limits))
         .data(loaders::LiveLoader::new(db.clone()))
         .data(db)
         .data(config)
@@ -256,6 +251,9 @@ async fn graphql_http(
         .execute(request.data(caller).data(loader).data(trail.clone()))
         .await;
     audit.record(&state, &trail).await;
+    if let Some((status, retry_after)) = limits::refusal_status(&response) {
+        return refused(answer, status, retry_after, &response);
+    }
     let status = if answer == Answer::GraphqlResponse
         && response.data == async_graphql::Value::Null
         && response.is_err()
@@ -271,6 +269,29 @@ async fn graphql_http(
     ([(header::CONTENT_TYPE, answer.content_type())], body)
         .into_response()
         .with_status(status)
+}
+
+/// A request refused by `limits` before it ran: the same status on both media types, with
+/// Retry-After where waiting helps.
+fn refused(
+    answer: Answer,
+    status: StatusCode,
+    retry_after: Option<u64>,
+    response: &async_graphql::Response,
+) -> Response {
+    let Some(body) = response_body(response, true) else {
+        let message = "unserializable response";
+        return plain_error(answer, StatusCode::INTERNAL_SERVER_ERROR, message, None);
+    };
+    let mut refused = ([(header::CONTENT_TYPE, answer.content_type())], body)
+        .into_response()
+        .with_status(status);
+    if let Some(seconds) = retry_after {
+        refused
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    refused
 }
 
 /// The JSON text of a response, its fields in the query's order. Serialized straight from the
