@@ -86,23 +86,36 @@ pub fn check_page(first: u64, (_, max): (u64, u64)) -> Result<u64, ApiError> {
 
 // ---- the HTTP answer of a refusal ----
 
-/// The HTTP status (and Retry-After, in seconds) of a response refused by these limits; `None`
-/// for any other response.
-pub fn refusal_status(response: &Response) -> Option<(StatusCode, Option<u64>)> {
+/// How a response refused by these limits is answered over HTTP.
+pub struct Refusal {
+    pub status: StatusCode,
+    /// Seconds, where waiting helps.
+    pub retry_after: Option<u64>,
+    /// Whether any resolver ran (a stopped query did; a refused one did not), so the audit
+    /// log knows whether there is anything to record.
+    pub executed: bool,
+}
+
+/// The refusal a response carries; `None` for any other response.
+pub fn refusal(response: &Response) -> Option<Refusal> {
     if response.data != Value::Null {
         return None;
     }
     let code = response.errors.first()?.extensions.as_ref()?.get("code")?;
-    match code {
-        Value::String(code) if code == "QUERY_TOO_COMPLEX" => Some((StatusCode::BAD_REQUEST, None)),
-        Value::String(code) if code == "RATE_LIMITED" => {
-            Some((StatusCode::TOO_MANY_REQUESTS, Some(1)))
-        }
-        Value::String(code) if code == "QUERY_TIMEOUT" => {
-            Some((StatusCode::SERVICE_UNAVAILABLE, Some(1)))
-        }
-        _ => None,
-    }
+    let Value::String(code) = code else {
+        return None;
+    };
+    let (status, retry_after, executed) = match code.as_str() {
+        "QUERY_TOO_COMPLEX" => (StatusCode::BAD_REQUEST, None, false),
+        "RATE_LIMITED" => (StatusCode::TOO_MANY_REQUESTS, Some(1), false),
+        "QUERY_TIMEOUT" => (StatusCode::SERVICE_UNAVAILABLE, Some(1), true),
+        _ => return None,
+    };
+    Some(Refusal {
+        status,
+        retry_after,
+        executed,
+    })
 }
 
 fn server_error(error: ApiError) -> ServerError {

@@ -250,9 +250,12 @@ async fn graphql_http(
         .schema
         .execute(request.data(caller).data(loader).data(trail.clone()))
         .await;
-    audit.record(&state, &trail).await;
-    if let Some((status, retry_after)) = limits::refusal_status(&response) {
-        return refused(answer, status, retry_after, &response);
+    let refusal = limits::refusal(&response);
+    if refusal.as_ref().is_none_or(|refusal| refusal.executed) {
+        audit.record(&state, &trail).await;
+    }
+    if let Some(refusal) = refusal {
+        return refused(answer, refusal, &response);
     }
     let status = if answer == Answer::GraphqlResponse
         && response.data == async_graphql::Value::Null
@@ -271,12 +274,11 @@ async fn graphql_http(
         .with_status(status)
 }
 
-/// A request refused by `limits` before it ran: the same status on both media types, with
-/// Retry-After where waiting helps.
+/// A request refused or stopped by `limits`: the same status on both media types, with
+/// Retry-After where waiting helps. A refused request wrote no audit row: nothing ran.
 fn refused(
     answer: Answer,
-    status: StatusCode,
-    retry_after: Option<u64>,
+    refusal: limits::Refusal,
     response: &async_graphql::Response,
 ) -> Response {
     let Some(body) = response_body(response, true) else {
@@ -285,8 +287,8 @@ fn refused(
     };
     let mut refused = ([(header::CONTENT_TYPE, answer.content_type())], body)
         .into_response()
-        .with_status(status);
-    if let Some(seconds) = retry_after {
+        .with_status(refusal.status);
+    if let Some(seconds) = refusal.retry_after {
         refused
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(seconds));

@@ -166,6 +166,12 @@ async fn too_many_root_fields_or_aliases_in_one_selection_are_refused() {
     let (status, _, body) = post(&app, WRITE_KEY, GRAPHQL_RESPONSE, &mutation).await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(code(&body), Some("QUERY_TOO_COMPLEX"), "{body}");
+    let (_, _, audit) = post(&app, ADMIN_KEY, GRAPHQL_RESPONSE, "{ auditLog { action } }").await;
+    assert_eq!(
+        audit["data"]["auditLog"],
+        json!([]),
+        "a refused mutation ran nothing, so it has no audit row"
+    );
 
     // A dashboard-sized query still answers.
     let (status, _, body) = post(
