@@ -339,3 +339,79 @@ async fn a_key_over_its_concurrency_bound_gets_429_while_another_keys_query_succ
     let (status, _, body) = post(&app, WRITE_KEY, GRAPHQL_RESPONSE, "{ sources { id } }").await;
     assert_eq!(status, 200, "the slot is free again: {body}");
 }
+
+#[tokio::test]
+async fn over_websockets_a_key_at_its_bound_gets_an_error_for_that_operation_only() {
+    let mut vcita = held_vcita().await;
+    let config = format!(
+        "{}\n[limits]\nmax_concurrent_requests_per_key = 1\n",
+        crate::fake_vendors::vendor_config("http://127.0.0.1:9", &vcita.url, "Bearer", 1)
+    );
+    let app = spawn_app_with(&config).await;
+    let mut request = format!("ws://{}/graphql", app.address)
+        .into_client_request()
+        .expect("request");
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        "graphql-transport-ws".parse().expect("header"),
+    );
+    let (mut socket, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("connect");
+    let init = json!({"type": "connection_init", "payload": {"authorization": format!("Bearer {WRITE_KEY}")}});
+    socket
+        .send(Message::Text(init.to_string().into()))
+        .await
+        .expect("send");
+    let subscribe = r#"mutation { subscribeVcitaWebhook(input: {event: "client/created", targetUrl: "https://his.example/hook"}) { status } }"#;
+    let held = json!({"type": "subscribe", "id": "held", "payload": {"query": subscribe}});
+    socket
+        .send(Message::Text(held.to_string().into()))
+        .await
+        .expect("send");
+    tokio::time::timeout(Duration::from_secs(10), vcita.arrived.recv())
+        .await
+        .expect("the held operation reached vCita")
+        .expect("arrived");
+    let second =
+        json!({"type": "subscribe", "id": "second", "payload": {"query": "{ sources { id } }"}});
+    socket
+        .send(Message::Text(second.to_string().into()))
+        .await
+        .expect("send");
+    let mut refused = None;
+    let mut held_done = None;
+    while refused.is_none() || held_done.is_none() {
+        let message = tokio::time::timeout(Duration::from_secs(10), socket.next())
+            .await
+            .expect("an answer within 10 s")
+            .expect("open")
+            .expect("frame");
+        let Message::Text(text) = message else {
+            continue;
+        };
+        let value: Value = serde_json::from_str(&text).expect("json");
+        match (value["type"].as_str(), value["id"].as_str()) {
+            (Some("error"), Some("second")) => {
+                refused = Some(value["payload"][0].clone());
+                vcita.release.notify_one();
+            }
+            (Some("next"), Some("second")) => {
+                assert!(value["payload"]["data"].is_null(), "it ran: {text}");
+                refused = Some(value["payload"]["errors"][0].clone());
+                vcita.release.notify_one();
+            }
+            (Some("next"), Some("held")) => held_done = Some(value["payload"].clone()),
+            _ => {}
+        }
+    }
+    assert_eq!(
+        refused.expect("refused")["extensions"]["code"],
+        "RATE_LIMITED"
+    );
+    let held = held_done.expect("held");
+    assert_eq!(
+        held["data"]["subscribeVcitaWebhook"]["status"], "SUBSCRIBED",
+        "{held}"
+    );
+}
