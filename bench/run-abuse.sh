@@ -20,6 +20,7 @@
 # env:   ROUNDS=3 DURATION=10 THREADS=16 TICKETS=10000
 #        PG_URL=postgres://postgres@127.0.0.1:5432  (postgres: the script creates and drops its database)
 #        CAREBRIDGE_BIN=path  (measure another build)  SKIP_BUILD=1 (use the existing release binaries)
+#        LIMITS="max_concurrent_requests_per_key = 2"  (lines for the gateway's [limits] table)
 # Prints per round the honest p50/p99 alone and under attack, and the attackers' answers by
 # status; then medians. Every process it starts is stopped by its PID.
 set -euo pipefail
@@ -83,6 +84,8 @@ scopes = ["read"]
 name = "attacker-b"
 key = "$ATTACKER_B"
 scopes = ["read"]
+[limits]
+${LIMITS:-}
 TOML
 "$GATEWAY_BIN" --config "$OUT/bench.toml" migrate 2>"$OUT/migrate.log"
 "$SEED_BIN" --config "$OUT/bench.toml" --source chup-main --secret "$SECRET" \
