@@ -226,6 +226,23 @@ pub struct Limits {
     /// Answers waiting for one websocket client to read them (bytes); a client that lets more
     /// pile up sends, or is sent, faster than it reads, and is closed with 4429.
     pub ws_max_queued_bytes: usize,
+    /// GraphQL cost of one operation: every field counts 1, every list its page size (or
+    /// maximum) times its fields (400 `QUERY_TOO_COMPLEX` above it). See `graphql::limits`.
+    pub max_query_complexity: usize,
+    /// GraphQL nesting depth of one operation (400 `QUERY_TOO_COMPLEX` above it).
+    pub max_query_depth: usize,
+    /// Root fields of one operation, aliases and fragments included: each may be its own
+    /// database query, run in parallel (400 `QUERY_TOO_COMPLEX` above it).
+    pub max_root_fields: usize,
+    /// Fields in any one selection set, aliases and fragments included (400
+    /// `QUERY_TOO_COMPLEX` above it).
+    pub max_selection_fields: usize,
+    /// GraphQL operations one API key may run at once, HTTP and websockets together (429
+    /// `RATE_LIMITED` with Retry-After over HTTP, an `error` for that operation over websockets).
+    pub max_concurrent_requests_per_key: usize,
+    /// A GraphQL query running longer is stopped, its database work cancelled (503
+    /// `QUERY_TIMEOUT`).
+    pub graphql_timeout_secs: u64,
 }
 
 /// Above any file-descriptor limit a host grants; keeps the slot count a `u32`.
@@ -246,6 +263,12 @@ impl Default for Limits {
             header_read_timeout_secs: 20,
             idle_timeout_secs: 60,
             ws_max_queued_bytes: 256 * 1024,
+            max_query_complexity: 5_000,
+            max_query_depth: 15,
+            max_root_fields: 20,
+            max_selection_fields: 100,
+            max_concurrent_requests_per_key: 8,
+            graphql_timeout_secs: 10,
         }
     }
 }
@@ -688,6 +711,12 @@ impl RawConfig {
             || self.limits.header_read_timeout_secs == 0
             || self.limits.idle_timeout_secs == 0
             || self.limits.ws_max_queued_bytes == 0
+            || self.limits.max_query_complexity == 0
+            || self.limits.max_query_depth == 0
+            || self.limits.max_root_fields == 0
+            || self.limits.max_selection_fields == 0
+            || self.limits.max_concurrent_requests_per_key == 0
+            || self.limits.graphql_timeout_secs == 0
         {
             return Err(invalid("limits", "limits must be greater than zero".into()));
         }

@@ -19,6 +19,12 @@ pub enum ApiError {
     /// A vendor refused or failed a call; the message is ours, with the vendor's documented
     /// answer where there is one.
     Vendor(String),
+    /// Refused before execution for its cost (complexity, depth, fields); says which limit.
+    TooComplex(String),
+    /// The key already runs its bound of concurrent operations (see `limits`).
+    RateLimited,
+    /// A query ran past the deadline, in seconds, and was stopped.
+    Timeout(u64),
     Internal,
 }
 
@@ -30,6 +36,9 @@ impl ApiError {
             ApiError::Unauthenticated => "UNAUTHENTICATED",
             ApiError::Forbidden(_) => "FORBIDDEN",
             ApiError::Vendor(_) => "VENDOR_ERROR",
+            ApiError::TooComplex(_) => "QUERY_TOO_COMPLEX",
+            ApiError::RateLimited => "RATE_LIMITED",
+            ApiError::Timeout(_) => "QUERY_TIMEOUT",
             ApiError::Internal => "INTERNAL",
         }
     }
@@ -38,7 +47,14 @@ impl ApiError {
         match self {
             ApiError::NotFound(what) => format!("{what} not found"),
             ApiError::BadUserInput(message) | ApiError::ResyncRequired(message) => message.clone(),
-            ApiError::Vendor(message) => message.clone(),
+            ApiError::Vendor(message) | ApiError::TooComplex(message) => message.clone(),
+            ApiError::RateLimited => {
+                "this API key runs too many requests at once; retry after the others finish"
+                    .to_owned()
+            }
+            ApiError::Timeout(seconds) => {
+                format!("the query ran longer than {seconds} s and was stopped; ask for less")
+            }
             ApiError::Unauthenticated => {
                 "an API key is required: send `Authorization: Bearer <key>`".to_owned()
             }

@@ -1,7 +1,8 @@
 //! The GraphQL API: schema construction (with depth and complexity limits) and `/graphql` over
 //! HTTP per the GraphQL-over-HTTP spec: POST `application/json`, GET for queries only, the
 //! `application/graphql-response+json` media type with 4xx for request errors, plain
-//! `application/json` (always 200) for older clients.
+//! `application/json` (200 for request errors) for older clients. Refusals for cost or rate
+//! (`limits`) are 4xx on both: nothing ran.
 //!
 //! Every request needs an API key (`Authorization: Bearer …`): none or unknown is 401 with an
 //! `UNAUTHENTICATED` error before anything runs; fields above the key's scopes are `FORBIDDEN`
@@ -16,6 +17,7 @@ mod filters;
 mod guard;
 mod ids;
 mod inputs;
+mod limits;
 mod live;
 mod loaders;
 mod mutation;
@@ -49,18 +51,10 @@ pub use subscription::Subscription;
 
 pub type CareBridgeSchema = Schema<Query, Mutation, Subscription>;
 
-/// Deep enough for the GraphiQL introspection query (depth 13), too shallow for a query that
-/// walks client → appointments → client … without end.
-pub const MAX_DEPTH: usize = 15;
-/// Connections count `first × child complexity`, so a page of 100 with a few nested fields is
-/// fine and nested pages of 100 are not.
-pub const MAX_COMPLEXITY: usize = 5_000;
-
+/// The schema without its limits (see `limits`; `build` adds them from the config).
 pub fn schema_builder() -> async_graphql::SchemaBuilder<Query, Mutation, Subscription> {
     Schema::build(Query::default(), Mutation::default(), Subscription)
         .extension(audit::Audit)
-        .limit_depth(MAX_DEPTH)
-        .limit_complexity(MAX_COMPLEXITY)
         .extension(inputs::InputBounds)
 }
 
@@ -73,6 +67,7 @@ pub fn build(
     outbound: crate::outbound::Outbound,
 ) -> CareBridgeSchema {
     schema_builder()
+        .extension(limits::CostLimits::new(&config.limits))
         .data(loaders::LiveLoader::new(db.clone()))
         .data(db)
         .data(config)
@@ -253,6 +248,9 @@ async fn graphql_http(
         .schema
         .execute(request.data(caller).data(loader))
         .await;
+    if let Some(refusal) = limits::refusal(&response) {
+        return refused(answer, refusal, &response);
+    }
     let status = if answer == Answer::GraphqlResponse
         && response.data == async_graphql::Value::Null
         && response.is_err()
@@ -268,6 +266,28 @@ async fn graphql_http(
     ([(header::CONTENT_TYPE, answer.content_type())], body)
         .into_response()
         .with_status(status)
+}
+
+/// A request refused or stopped by `limits`: the same status on both media types, with
+/// Retry-After where waiting helps. A refused request wrote no audit row: nothing ran.
+fn refused(
+    answer: Answer,
+    refusal: limits::Refusal,
+    response: &async_graphql::Response,
+) -> Response {
+    let Some(body) = response_body(response, true) else {
+        let message = "unserializable response";
+        return plain_error(answer, StatusCode::INTERNAL_SERVER_ERROR, message, None);
+    };
+    let mut refused = ([(header::CONTENT_TYPE, answer.content_type())], body)
+        .into_response()
+        .with_status(refusal.status);
+    if let Some(seconds) = refusal.retry_after {
+        refused
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    refused
 }
 
 /// The JSON text of a response, its fields in the query's order. Serialized straight from the

@@ -22,6 +22,7 @@ use super::filters::{
     WebhookEventFilter,
 };
 use super::ids::{NodeKind, decode, decode_as};
+use super::limits::{self, ALERTS_PAGE, AUDIT_PAGE, EVENTS_PAGE};
 use super::types::*;
 use crate::config::Config;
 use async_graphql::connection::Connection;
@@ -67,6 +68,8 @@ impl NodeQuery {
     }
 
     /// Domain events after a cursor, oldest first (what a subscription replays on resume).
+    /// `first` is at most 1000.
+    #[graphql(complexity = "limits::page_cost(first, EVENTS_PAGE, child_complexity)")]
     async fn events(
         &self,
         ctx: &Context<'_>,
@@ -82,13 +85,14 @@ impl NodeQuery {
         let rows = domain_event::Entity::find()
             .filter(domain_event::Column::Cursor.gt(after))
             .order_by_asc(domain_event::Column::Cursor)
-            .limit(Ord::min(first, 1000))
+            .limit(limits::check_page(first, EVENTS_PAGE)?)
             .all(db(ctx)?)
             .await?;
         Ok(rows.into_iter().map(DomainEvent::from).collect())
     }
 
     /// The configured webhook sources, with their last delivery and failure count.
+    #[graphql(complexity = "limits::list_cost(limits::REFERENCE_SIZE, child_complexity)")]
     async fn sources(&self, ctx: &Context<'_>) -> ApiResult<Vec<Source>> {
         let config = ctx.data::<Arc<Config>>().map_err(|_| ApiError::Internal)?;
         let db = db(ctx)?;
@@ -182,7 +186,7 @@ pub struct QueueQuery;
 #[Object(guard = "super::guard::RequireScope(crate::config::Scope::Read)")]
 impl QueueQuery {
     /// Live-queue tickets, filtered, as a Relay connection (insertion order).
-    #[graphql(complexity = "first.or(last).unwrap_or(20).max(1) as usize * child_complexity + 1")]
+    #[graphql(complexity = "limits::connection_cost(first, last, child_complexity)")]
     async fn queue_entries(
         &self,
         ctx: &Context<'_>,
@@ -213,6 +217,7 @@ impl QueueQuery {
 
     /// Today's board of one service: the tickets of that clinic-local day in queue order
     /// (joined first, first), deleted tickets left out.
+    #[graphql(complexity = "limits::list_cost(limits::BOARD_SIZE, child_complexity)")]
     async fn queue(
         &self,
         ctx: &Context<'_>,
@@ -231,6 +236,7 @@ impl QueueQuery {
     }
 
     /// Services of every source (or of the given ones), by name.
+    #[graphql(complexity = "limits::list_cost(limits::REFERENCE_SIZE, child_complexity)")]
     async fn services(
         &self,
         ctx: &Context<'_>,
@@ -249,6 +255,7 @@ impl QueueQuery {
     }
 
     /// Staff of every source (or of the given ones), by name.
+    #[graphql(complexity = "limits::list_cost(limits::REFERENCE_SIZE, child_complexity)")]
     async fn staff(
         &self,
         ctx: &Context<'_>,
@@ -267,6 +274,7 @@ impl QueueQuery {
     }
 
     /// Locations (TimeTap).
+    #[graphql(complexity = "limits::list_cost(limits::REFERENCE_SIZE, child_complexity)")]
     async fn locations(&self, ctx: &Context<'_>) -> ApiResult<Vec<Location>> {
         let rows = location::Entity::find()
             .order_by_asc(location::Column::Id)
@@ -282,7 +290,7 @@ pub struct AppointmentQuery;
 #[Object(guard = "super::guard::RequireScope(crate::config::Scope::Read)")]
 impl AppointmentQuery {
     /// Appointments of every vendor, filtered, as a Relay connection (insertion order).
-    #[graphql(complexity = "first.or(last).unwrap_or(20).max(1) as usize * child_complexity + 1")]
+    #[graphql(complexity = "limits::connection_cost(first, last, child_complexity)")]
     async fn appointments(
         &self,
         ctx: &Context<'_>,
@@ -312,7 +320,7 @@ impl AppointmentQuery {
     }
 
     /// vCita payments.
-    #[graphql(complexity = "first.or(last).unwrap_or(20).max(1) as usize * child_complexity + 1")]
+    #[graphql(complexity = "limits::connection_cost(first, last, child_complexity)")]
     async fn payments(
         &self,
         ctx: &Context<'_>,
@@ -342,7 +350,7 @@ pub struct VisitQuery;
 #[Object(guard = "super::guard::RequireScope(crate::config::Scope::Read)")]
 impl VisitQuery {
     /// VSee telehealth visits.
-    #[graphql(complexity = "first.or(last).unwrap_or(20).max(1) as usize * child_complexity + 1")]
+    #[graphql(complexity = "limits::connection_cost(first, last, child_complexity)")]
     async fn visits(
         &self,
         ctx: &Context<'_>,
@@ -379,7 +387,7 @@ pub struct ClientQuery;
 #[Object(guard = "super::guard::RequireScope(crate::config::Scope::Read)")]
 impl ClientQuery {
     /// Patients; `search` matches name, phone (digits) or email, case-insensitively.
-    #[graphql(complexity = "first.or(last).unwrap_or(20).max(1) as usize * child_complexity + 1")]
+    #[graphql(complexity = "limits::connection_cost(first, last, child_complexity)")]
     async fn clients(
         &self,
         ctx: &Context<'_>,
@@ -410,7 +418,7 @@ pub struct AdminQuery;
 #[Object(guard = "super::guard::RequireScope(crate::config::Scope::Read)")]
 impl AdminQuery {
     /// The inbox: every stored delivery and what became of it.
-    #[graphql(complexity = "first.or(last).unwrap_or(20).max(1) as usize * child_complexity + 1")]
+    #[graphql(complexity = "limits::connection_cost(first, last, child_complexity)")]
     async fn webhook_events(
         &self,
         ctx: &Context<'_>,
@@ -433,7 +441,8 @@ impl AdminQuery {
         .await
     }
 
-    /// Outbound patient alerts, newest first.
+    /// Outbound patient alerts, newest first. `first` is at most 500.
+    #[graphql(complexity = "limits::page_cost(first, ALERTS_PAGE, child_complexity)")]
     async fn alerts(
         &self,
         ctx: &Context<'_>,
@@ -446,24 +455,30 @@ impl AdminQuery {
         }
         let rows = select
             .order_by_desc(alert::Column::Id)
-            .limit(Ord::min(first, 500))
+            .limit(limits::check_page(first, ALERTS_PAGE)?)
             .all(db(ctx)?)
             .await?;
         Ok(rows.into_iter().map(Alert).collect())
     }
 
-    /// The audit log, newest first: mutations and admin reads, by key name.
-    #[graphql(guard = "super::guard::Reads(super::guard::Class::Admin)")]
+    /// The audit log, newest first: mutations and admin reads, by key name. `first` is at
+    /// most 1000.
+    #[graphql(
+        guard = "super::guard::Reads(super::guard::Class::Admin)",
+        complexity = "limits::page_cost(first, AUDIT_PAGE, child_complexity)"
+    )]
     async fn audit_log(
         &self,
         ctx: &Context<'_>,
         #[graphql(default = 100)] first: u64,
     ) -> ApiResult<Vec<AuditEntry>> {
-        let rows = crate::store::audit::recent(db(ctx)?, Ord::min(first, 1000)).await?;
+        let first = limits::check_page(first, AUDIT_PAGE)?;
+        let rows = crate::store::audit::recent(db(ctx)?, first).await?;
         Ok(rows.into_iter().map(AuditEntry::from).collect())
     }
 
     /// vCita webhook subscriptions managed through CareBridge.
+    #[graphql(complexity = "limits::list_cost(limits::REFERENCE_SIZE, child_complexity)")]
     async fn vcita_subscriptions(&self, ctx: &Context<'_>) -> ApiResult<Vec<VcitaSubscription>> {
         let rows = vcita_subscription::Entity::find()
             .order_by_asc(vcita_subscription::Column::Id)

@@ -87,6 +87,9 @@ impl Client {
         self.0.updated_at
     }
     /// The webhook deliveries that built this record.
+    #[graphql(
+        complexity = "crate::graphql::limits::list_cost(crate::graphql::limits::LINEAGE_SIZE, child_complexity)"
+    )]
     async fn source_events(&self, ctx: &Context<'_>) -> ApiResult<Vec<WebhookEvent>> {
         source_events(ctx, "Client", self.0.id.0).await
     }
@@ -119,6 +122,9 @@ impl Staff {
     async fn deleted(&self) -> bool {
         self.0.deleted
     }
+    #[graphql(
+        complexity = "crate::graphql::limits::list_cost(crate::graphql::limits::LINEAGE_SIZE, child_complexity)"
+    )]
     async fn source_events(&self, ctx: &Context<'_>) -> ApiResult<Vec<WebhookEvent>> {
         source_events(ctx, "Staff", self.0.id.0).await
     }
@@ -147,6 +153,9 @@ impl Service {
     async fn deleted(&self) -> bool {
         self.0.deleted
     }
+    #[graphql(
+        complexity = "crate::graphql::limits::list_cost(crate::graphql::limits::LINEAGE_SIZE, child_complexity)"
+    )]
     async fn source_events(&self, ctx: &Context<'_>) -> ApiResult<Vec<WebhookEvent>> {
         source_events(ctx, "Service", self.0.id.0).await
     }
@@ -198,6 +207,9 @@ impl QueueEntry {
         }
     }
     /// Every state the ticket went through, oldest first.
+    #[graphql(
+        complexity = "crate::graphql::limits::list_cost(crate::graphql::limits::HISTORY_SIZE, child_complexity)"
+    )]
     async fn state_history(&self, ctx: &Context<'_>) -> ApiResult<Vec<QueueStateChange>> {
         Ok(load_list(ctx, HistoryOf(self.0.id))
             .await?
@@ -240,6 +252,9 @@ impl QueueEntry {
     async fn deleted(&self) -> bool {
         self.0.deleted
     }
+    #[graphql(
+        complexity = "crate::graphql::limits::list_cost(crate::graphql::limits::LINEAGE_SIZE, child_complexity)"
+    )]
     async fn source_events(&self, ctx: &Context<'_>) -> ApiResult<Vec<WebhookEvent>> {
         source_events(ctx, "QueueEntry", self.0.id.0).await
     }
@@ -324,6 +339,9 @@ impl Appointment {
     async fn deleted(&self) -> bool {
         self.0.deleted
     }
+    #[graphql(
+        complexity = "crate::graphql::limits::list_cost(crate::graphql::limits::LINEAGE_SIZE, child_complexity)"
+    )]
     async fn source_events(&self, ctx: &Context<'_>) -> ApiResult<Vec<WebhookEvent>> {
         source_events(ctx, "Appointment", self.0.id.0).await
     }
@@ -411,6 +429,9 @@ impl Visit {
     async fn payload_version(&self) -> Option<&str> {
         self.0.payload_version.as_deref()
     }
+    #[graphql(
+        complexity = "crate::graphql::limits::list_cost(crate::graphql::limits::LINEAGE_SIZE, child_complexity)"
+    )]
     async fn source_events(&self, ctx: &Context<'_>) -> ApiResult<Vec<WebhookEvent>> {
         source_events(ctx, "Visit", self.0.id.0).await
     }
@@ -450,6 +471,9 @@ impl Payment {
     async fn client(&self, ctx: &Context<'_>) -> ApiResult<Option<Client>> {
         Ok(load_ref(ctx, self.0.client_id).await?.map(Client))
     }
+    #[graphql(
+        complexity = "crate::graphql::limits::list_cost(crate::graphql::limits::LINEAGE_SIZE, child_complexity)"
+    )]
     async fn source_events(&self, ctx: &Context<'_>) -> ApiResult<Vec<WebhookEvent>> {
         source_events(ctx, "Payment", self.0.id.0).await
     }
@@ -530,6 +554,9 @@ impl WebhookEvent {
         Json(self.0.headers.clone())
     }
     /// The entities this delivery touched.
+    #[graphql(
+        complexity = "crate::graphql::limits::list_cost(crate::graphql::limits::LINEAGE_SIZE, child_complexity)"
+    )]
     async fn entities(&self, ctx: &Context<'_>) -> ApiResult<Vec<EntityChange>> {
         Ok(load_list(ctx, TouchedBy(self.0.id))
             .await?
