@@ -240,6 +240,9 @@ pub struct Limits {
     /// GraphQL operations one API key may run at once, HTTP and websockets together (429
     /// `RATE_LIMITED` with Retry-After over HTTP, an `error` for that operation over websockets).
     pub max_concurrent_requests_per_key: usize,
+    /// Database connections one API key's resolvers may hold at once (of a pool of 8 on
+    /// SQLite, 16 on PostgreSQL), so one key's parallel root fields never take the whole pool.
+    pub max_db_connections_per_key: usize,
     /// A GraphQL query running longer is stopped, its database work cancelled (503
     /// `QUERY_TIMEOUT`).
     pub graphql_timeout_secs: u64,
@@ -268,6 +271,7 @@ impl Default for Limits {
             max_root_fields: 20,
             max_selection_fields: 100,
             max_concurrent_requests_per_key: 8,
+            max_db_connections_per_key: 2,
             graphql_timeout_secs: 10,
         }
     }
@@ -716,6 +720,7 @@ impl RawConfig {
             || self.limits.max_root_fields == 0
             || self.limits.max_selection_fields == 0
             || self.limits.max_concurrent_requests_per_key == 0
+            || self.limits.max_db_connections_per_key == 0
             || self.limits.graphql_timeout_secs == 0
         {
             return Err(invalid("limits", "limits must be greater than zero".into()));

@@ -364,7 +364,16 @@ impl KeyGates {
 
     /// A slot for `key`, or `None` when it already runs its bound.
     fn try_enter(&self, key: &str) -> Option<OwnedSemaphorePermit> {
-        let semaphore = {
+        self.semaphore(key).try_acquire_owned().ok()
+    }
+
+    /// A slot for `key`, waiting for one of its own to be released (never for another key's).
+    async fn enter(&self, key: &str) -> Option<OwnedSemaphorePermit> {
+        self.semaphore(key).acquire_owned().await.ok()
+    }
+
+    fn semaphore(&self, key: &str) -> Arc<Semaphore> {
+        {
             let mut slots = locked(&self.slots);
             if !slots.contains_key(key) && slots.len() >= PRUNE_ABOVE {
                 let per_key = self.per_key;
@@ -374,8 +383,26 @@ impl KeyGates {
                 .entry(key.to_owned())
                 .or_insert_with(|| Arc::new(Semaphore::new(self.per_key)))
                 .clone()
-        };
-        semaphore.try_acquire_owned().ok()
+        }
+    }
+}
+
+/// Pool connections one key's resolvers may hold at once (`max_db_connections_per_key`).
+/// Admission bounds a key's operations, but each operation runs its root fields in parallel,
+/// so two keys' accepted heavy requests could still queue every pool connection ahead of
+/// another key's query (`bench/run-abuse.sh`: an honest board query went from 3.5 ms alone to
+/// 256 ms p50 while two keys attacked). With a share, a key waits for its own connections and
+/// the rest of the pool stays free for others.
+pub struct DbShares(KeyGates);
+
+impl DbShares {
+    pub fn new(limits: &Limits) -> DbShares {
+        DbShares(KeyGates::new(limits.max_db_connections_per_key))
+    }
+
+    /// A lease of one of `key`'s connections, held while the resolver uses the database.
+    pub async fn lease(&self, key: &str) -> Option<OwnedSemaphorePermit> {
+        self.0.enter(key).await
     }
 }
 

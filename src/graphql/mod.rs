@@ -68,6 +68,7 @@ pub fn build(
 ) -> CareBridgeSchema {
     schema_builder()
         .extension(limits::CostLimits::new(&config.limits))
+        .data(limits::DbShares::new(&config.limits))
         .data(loaders::LiveLoader::new(db.clone()))
         .data(db)
         .data(config)

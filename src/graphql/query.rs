@@ -24,6 +24,7 @@ use super::filters::{
 use super::ids::{NodeKind, decode, decode_as};
 use super::limits::{self, ALERTS_PAGE, AUDIT_PAGE, EVENTS_PAGE};
 use super::types::*;
+use crate::auth::Caller;
 use crate::config::Config;
 use async_graphql::connection::Connection;
 
@@ -37,9 +38,34 @@ pub struct Query(
     AdminQuery,
 );
 
-fn db<'a>(ctx: &'a Context<'_>) -> ApiResult<&'a DatabaseConnection> {
-    ctx.data::<DatabaseConnection>()
-        .map_err(|_| ApiError::Internal)
+/// The database, leased within the caller's share of the pool (see `limits::DbShares`): the
+/// lease is held until the returned value is dropped, i.e. for the resolver's statement.
+async fn db<'a>(ctx: &'a Context<'_>) -> ApiResult<Db<'a>> {
+    let connection = ctx
+        .data::<DatabaseConnection>()
+        .map_err(|_| ApiError::Internal)?;
+    let lease = match (ctx.data_opt::<limits::DbShares>(), ctx.data_opt::<Caller>()) {
+        (Some(shares), Some(caller)) => shares.lease(&caller.key_name).await,
+        _ => None,
+    };
+    Ok(Db {
+        connection,
+        _lease: lease,
+    })
+}
+
+/// A database connection handle and the key's lease that lets the resolver use it.
+struct Db<'a> {
+    connection: &'a DatabaseConnection,
+    _lease: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl std::ops::Deref for Db<'_> {
+    type Target = DatabaseConnection;
+
+    fn deref(&self) -> &DatabaseConnection {
+        self.connection
+    }
 }
 
 fn page(
@@ -86,7 +112,7 @@ impl NodeQuery {
             .filter(domain_event::Column::Cursor.gt(after))
             .order_by_asc(domain_event::Column::Cursor)
             .limit(limits::check_page(first, EVENTS_PAGE)?)
-            .all(db(ctx)?)
+            .all(&*db(ctx).await?)
             .await?;
         Ok(rows.into_iter().map(DomainEvent::from).collect())
     }
@@ -95,7 +121,7 @@ impl NodeQuery {
     #[graphql(complexity = "limits::list_cost(limits::REFERENCE_SIZE, child_complexity)")]
     async fn sources(&self, ctx: &Context<'_>) -> ApiResult<Vec<Source>> {
         let config = ctx.data::<Arc<Config>>().map_err(|_| ApiError::Internal)?;
-        let db = db(ctx)?;
+        let db = &*db(ctx).await?;
         let rows = source::Entity::find().all(db).await?;
         let failed: Vec<(SourceId, i64)> = webhook_event::Entity::find()
             .select_only()
@@ -136,7 +162,7 @@ pub(crate) async fn load_node(
     id: i64,
 ) -> ApiResult<Option<Node>> {
     use entity::ids::*;
-    let db = db(ctx)?;
+    let db = &*db(ctx).await?;
     Ok(match kind {
         NodeKind::Client => load_ref(ctx, Some(ClientId(id)))
             .await?
@@ -199,7 +225,7 @@ impl QueueQuery {
         let select = queue_entry_select(filter.unwrap_or_default())?;
         let connection = paginate(
             ctx,
-            db(ctx)?,
+            &*db(ctx).await?,
             select,
             queue_entry::Column::Id,
             |m| m.id.0,
@@ -231,7 +257,7 @@ impl QueueQuery {
             .filter(queue_entry::Column::Deleted.eq(false))
             .order_by_asc(queue_entry::Column::VendorCreatedAt)
             .order_by_asc(queue_entry::Column::Id);
-        let rows = queue_entries_with_refs(ctx, db(ctx)?, ctx.look_ahead(), select).await?;
+        let rows = queue_entries_with_refs(ctx, &*db(ctx).await?, ctx.look_ahead(), select).await?;
         Ok(rows.into_iter().map(QueueEntry).collect())
     }
 
@@ -249,7 +275,7 @@ impl QueueQuery {
         let rows = select
             .order_by_asc(service::Column::Name)
             .order_by_asc(service::Column::Id)
-            .all(db(ctx)?)
+            .all(&*db(ctx).await?)
             .await?;
         Ok(rows.into_iter().map(Service).collect())
     }
@@ -268,7 +294,7 @@ impl QueueQuery {
         let rows = select
             .order_by_asc(staff::Column::Name)
             .order_by_asc(staff::Column::Id)
-            .all(db(ctx)?)
+            .all(&*db(ctx).await?)
             .await?;
         Ok(rows.into_iter().map(Staff).collect())
     }
@@ -278,7 +304,7 @@ impl QueueQuery {
     async fn locations(&self, ctx: &Context<'_>) -> ApiResult<Vec<Location>> {
         let rows = location::Entity::find()
             .order_by_asc(location::Column::Id)
-            .all(db(ctx)?)
+            .all(&*db(ctx).await?)
             .await?;
         Ok(rows.into_iter().map(Location).collect())
     }
@@ -303,7 +329,7 @@ impl AppointmentQuery {
         let select = appointment_select(filter.unwrap_or_default())?;
         let connection = paginate(
             ctx,
-            db(ctx)?,
+            &*db(ctx).await?,
             select,
             appointment::Column::Id,
             |m| m.id.0,
@@ -333,7 +359,7 @@ impl AppointmentQuery {
         let select = payment_select(filter.unwrap_or_default())?;
         paginate(
             ctx,
-            db(ctx)?,
+            &*db(ctx).await?,
             select,
             payment::Column::Id,
             |m| m.id.0,
@@ -363,7 +389,7 @@ impl VisitQuery {
         let select = visit_select(filter.unwrap_or_default())?;
         let connection = paginate(
             ctx,
-            db(ctx)?,
+            &*db(ctx).await?,
             select,
             visit::Column::Id,
             |m| m.id.0,
@@ -401,7 +427,7 @@ impl ClientQuery {
         let select = client_select(search, source_ids)?;
         paginate(
             ctx,
-            db(ctx)?,
+            &*db(ctx).await?,
             select,
             client::Column::Id,
             |m| m.id.0,
@@ -431,7 +457,7 @@ impl AdminQuery {
         let select = webhook_event_select(filter.unwrap_or_default())?;
         paginate(
             ctx,
-            db(ctx)?,
+            &*db(ctx).await?,
             select,
             webhook_event::Column::Id,
             |m| m.id.0,
@@ -456,7 +482,7 @@ impl AdminQuery {
         let rows = select
             .order_by_desc(alert::Column::Id)
             .limit(limits::check_page(first, ALERTS_PAGE)?)
-            .all(db(ctx)?)
+            .all(&*db(ctx).await?)
             .await?;
         Ok(rows.into_iter().map(Alert).collect())
     }
@@ -473,7 +499,7 @@ impl AdminQuery {
         #[graphql(default = 100)] first: u64,
     ) -> ApiResult<Vec<AuditEntry>> {
         let first = limits::check_page(first, AUDIT_PAGE)?;
-        let rows = crate::store::audit::recent(db(ctx)?, first).await?;
+        let rows = crate::store::audit::recent(&*db(ctx).await?, first).await?;
         Ok(rows.into_iter().map(AuditEntry::from).collect())
     }
 
@@ -482,7 +508,7 @@ impl AdminQuery {
     async fn vcita_subscriptions(&self, ctx: &Context<'_>) -> ApiResult<Vec<VcitaSubscription>> {
         let rows = vcita_subscription::Entity::find()
             .order_by_asc(vcita_subscription::Column::Id)
-            .all(db(ctx)?)
+            .all(&*db(ctx).await?)
             .await?;
         Ok(rows.into_iter().map(VcitaSubscription).collect())
     }
