@@ -21,6 +21,7 @@ mod limits;
 mod live;
 mod loaders;
 mod mutation;
+mod order;
 mod query;
 mod subscription;
 mod types;
@@ -245,10 +246,16 @@ async fn graphql_http(
         tokio::spawn,
         async_graphql::dataloader::HashMapCache::default(),
     );
-    let response = state
+    // Kept for putting the answer back in the query's order (see `order`).
+    let document = request.parsed_query().ok().cloned();
+    let operation_name = request.operation_name.clone();
+    let mut response = state
         .schema
         .execute(request.data(caller).data(loader))
         .await;
+    if let Some(document) = &document {
+        order::in_query_order(&mut response.data, document, operation_name.as_deref());
+    }
     if let Some(refusal) = limits::refusal(&response) {
         return refused(answer, refusal, &response);
     }
