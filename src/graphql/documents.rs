@@ -8,7 +8,7 @@
 //! starts over (the texts in use come back within a request each).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use async_graphql::parser::types::ExecutableDocument;
 
@@ -19,35 +19,33 @@ const MAX_QUERY_BYTES: usize = 8 * 1024;
 
 #[derive(Default)]
 pub struct DocumentCache {
-    documents: Mutex<HashMap<String, ExecutableDocument>>,
+    documents: Mutex<HashMap<String, Arc<ExecutableDocument>>>,
 }
 
 impl DocumentCache {
     /// Gives `request` its parsed document: from the cache when this text was parsed before,
     /// else parsed now and kept. A text that does not parse is left to execution, which
-    /// reports the syntax error as usual.
-    pub fn prepare(&self, request: &mut async_graphql::Request) {
+    /// reports the syntax error as usual. Returns the shared document (the handler puts the
+    /// answer in its order afterwards, see `order`) without another copy of it.
+    pub fn prepare(&self, request: &mut async_graphql::Request) -> Option<Arc<ExecutableDocument>> {
         if request.query.len() > MAX_QUERY_BYTES {
-            return;
+            return request.parsed_query().ok().cloned().map(Arc::new);
         }
         let cached = self.lock().get(&request.query).cloned();
         if let Some(document) = cached {
-            request.set_parsed_query(document);
-            return;
+            request.set_parsed_query(ExecutableDocument::clone(&document));
+            return Some(document);
         }
-        let Ok(document) = request.parsed_query() else {
-            return;
-        };
-        let document = document.clone();
+        let document = Arc::new(request.parsed_query().ok()?.clone());
         let mut documents = self.lock();
         if documents.len() >= MAX_DOCUMENTS {
             documents.clear();
         }
-        documents.insert(request.query.clone(), document);
+        documents.insert(request.query.clone(), document.clone());
+        Some(document)
     }
 
-    /// A poisoned lock only means a panic elsewhere mid-insert; the map is still usable.
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, ExecutableDocument>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<ExecutableDocument>>> {
         self.documents
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)

@@ -226,7 +226,8 @@ async fn graphql_http(
             return plain_error(answer, status, &message, Some("BAD_REQUEST"));
         }
     };
-    state.documents.prepare(&mut request);
+    // Kept for putting the answer back in the query's order (see `order`).
+    let document = state.documents.prepare(&mut request);
     if method == Method::GET && is_mutation(&mut request) {
         let mut response = plain_error(
             answer,
@@ -246,8 +247,6 @@ async fn graphql_http(
         tokio::spawn,
         async_graphql::dataloader::HashMapCache::default(),
     );
-    // Kept for putting the answer back in the query's order (see `order`).
-    let document = request.parsed_query().ok().cloned();
     let operation_name = request.operation_name.clone();
     let mut response = state
         .schema
